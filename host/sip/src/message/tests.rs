@@ -1,0 +1,275 @@
+use super::*;
+
+const INVITE: &str = "INVITE sip:bob@b.example SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.a.example:5060;branch=z9hG4bK776asdhds;rport, SIP/2.0/UDP p1.example;branch=z9hG4bKp1\r\n\
+Via: SIP/2.0/TCP p2.example;branch=z9hG4bKp2\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@b.example>\r\n\
+From: \"Alice, A.\" <sip:alice@a.example>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.a.example\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@pc33.a.example>\r\n\
+P-Asserted-Identity: <sip:alice@a.example>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n";
+
+fn parse(s: &str) -> Result<SipMessage, ParseError> {
+    SipMessage::parse(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+#[test]
+fn indexes_an_invite() {
+    let m = parse(INVITE).unwrap();
+    assert!(m.is_request());
+    assert_eq!(m.method(), Some(&Method::Invite));
+    assert_eq!(m.request_uri(), Some("sip:bob@b.example"));
+    let v = m.top_via();
+    assert_eq!(v.transport(), "UDP");
+    assert_eq!(v.host(), "pc33.a.example");
+    assert_eq!(v.port(), Some(5060));
+    assert_eq!(v.branch(), Some("z9hG4bK776asdhds"));
+    assert_eq!(v.rport(), Some(None));
+    assert_eq!(m.vias().count(), 3);
+    assert_eq!(m.call_id(), "a84b4c76e66710@pc33.a.example");
+    assert_eq!((m.cseq(), m.cseq_method()), (314159, &Method::Invite));
+    assert_eq!(m.from_tag(), Some("1928301774"));
+    assert_eq!(m.from_uri(), "sip:alice@a.example");
+    assert_eq!(m.to_tag(), None);
+    assert_eq!(m.to_uri(), "sip:bob@b.example");
+    assert_eq!(m.max_forwards(), Some(70));
+    assert_eq!(m.content_type(), Some("application/sdp"));
+    assert_eq!(m.contact_uri(), Some("sip:alice@pc33.a.example"));
+    assert_eq!(&m.body()[..], b"v=0\n");
+    assert_eq!(m.header("p-asserted-identity"), Some("<sip:alice@a.example>"));
+    let rsip = m.to_rsip().unwrap();
+    assert!(rsip.is_request());
+}
+
+#[test]
+fn compact_forms_and_folding() {
+    let s = "BYE sip:bob@b SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bKx\r\nf: <sip:a@a>\r\n ;tag=ft\r\n\
+t: <sip:b@b>;tag=tt\r\ni: cid\r\nCSeq: 2 BYE\r\nl: 0\r\nSubject: a\r\n\tb\r\n\r\n";
+    let m = parse(s).unwrap();
+    assert_eq!(m.from_tag(), Some("ft"));
+    assert_eq!(m.to_tag(), Some("tt"));
+    assert_eq!(m.call_id(), "cid");
+    assert_eq!(m.header("s"), Some("a b"));
+    assert_eq!(m.max_forwards(), None, "absent Max-Forwards is accepted");
+}
+
+#[test]
+fn udp_extra_bytes_are_discarded_and_short_body_is_an_error() {
+    let extra = INVITE.replace("v=0\n", "v=0\ngarbage");
+    assert_eq!(&parse(&extra).unwrap().body()[..], b"v=0\n");
+    assert_eq!(&parse(&extra).unwrap().wire_bytes()[..], INVITE.as_bytes());
+    let short = INVITE.replace("v=0\n", "v=");
+    let err = parse(&short).unwrap_err();
+    assert_eq!(err.kind, ParseErrorKind::ContentLengthMismatch);
+    assert_eq!(err.reason_phrase(), "Bad Request (Content-Length mismatch)");
+    let req = err.respondable().expect("answerable with 400");
+    let resp = build_response(req, 400, &err.reason_phrase(), &[], Some("x"), None).unwrap();
+    let r = SipMessage::parse(resp.bytes().clone()).unwrap();
+    assert_eq!(r.reason(), Some("Bad Request (Content-Length mismatch)"));
+}
+
+#[test]
+fn strictness_faults_are_named() {
+    let cases: &[(&str, ParseErrorKind, bool)] = &[
+        ("Content-Length: 4\r\n", ParseErrorKind::BadHeader("Content-Length"), true),
+        ("CSeq: 314159 INVITE\r\n", ParseErrorKind::CSeqMethodMismatch, true),
+        ("Max-Forwards: 70\r\n", ParseErrorKind::HeaderWithoutColon, true),
+        ("Call-ID: a84b4c76e66710@pc33.a.example\r\n", ParseErrorKind::MissingHeader("Call-ID"), false),
+        ("CSeq: 314159 INVITE\r\n", ParseErrorKind::BadHeader("CSeq"), false),
+    ];
+    let replacements = [
+        "Content-Length: 4x\r\n",
+        "CSeq: 314159 BYE\r\n",
+        "Max-Forwards 70\r\n",
+        "",
+        "CSeq: abc INVITE\r\n",
+    ];
+    for ((from, kind, respondable), to) in cases.iter().zip(replacements) {
+        let err = parse(&INVITE.replace(from, to)).unwrap_err();
+        assert_eq!(&err.kind, kind, "replacing {from:?}");
+        assert_eq!(err.respondable().is_some(), *respondable, "{kind}");
+    }
+    let err = parse(&INVITE.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia")).unwrap_err();
+    assert_eq!(err.kind, ParseErrorKind::BadVersion);
+    assert!(err.respondable().is_some());
+    let err = parse(&INVITE.replace("INVITE sip:bob@b.example SIP/2.0", "INVITE  SIP/2.0")).unwrap_err();
+    assert_eq!(err.kind, ParseErrorKind::BadStartLine);
+    assert!(err.respondable().is_none());
+    assert_eq!(parse("\r\n\r\n").unwrap_err().kind, ParseErrorKind::Empty);
+    assert_eq!(parse("INVITE sip:a SIP/2.0\r\nVia: x").unwrap_err().kind, ParseErrorKind::Truncated);
+}
+
+#[test]
+fn response_copies_per_8_2_6() {
+    let req = parse(INVITE).unwrap();
+    let resp = build_response(
+        &req,
+        180,
+        "Ringing",
+        &[("Contact", "<sip:gw@10.0.0.1>")],
+        Some("totag"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(resp.status(), 180);
+    let r = SipMessage::parse(resp.bytes().clone()).unwrap();
+    assert_eq!(r.status(), Some(180));
+    assert_eq!(r.vias().collect::<Vec<_>>(), req.vias().collect::<Vec<_>>());
+    assert_eq!(r.to_tag(), Some("totag"));
+    assert_eq!(r.from(), req.from());
+    assert_eq!(r.call_id(), req.call_id());
+    assert_eq!((r.cseq(), r.cseq_method()), (314159, &Method::Invite));
+    assert_eq!(r.contact_uri(), Some("sip:gw@10.0.0.1"));
+    assert_eq!(r.body().len(), 0);
+    // An existing To tag is kept, not doubled.
+    let r2 = SipMessage::parse(
+        build_response(&r_as_request(&r), 200, "OK", &[], Some("other"), None).unwrap().bytes().clone(),
+    )
+    .unwrap();
+    assert_eq!(r2.to_tag(), Some("totag"));
+}
+
+fn r_as_request(r: &SipMessage) -> SipMessage {
+    let text = String::from_utf8(r.wire_bytes().to_vec()).unwrap();
+    let text = text.replacen("SIP/2.0 180 Ringing", "INVITE sip:bob@b.example SIP/2.0", 1);
+    parse(&text).unwrap()
+}
+
+#[test]
+fn builder_refuses_injection() {
+    let req = parse(INVITE).unwrap();
+    assert_eq!(
+        build_response(&req, 200, "OK", &[("X-A", "1\r\nVia: evil")], None, None).unwrap_err(),
+        BuildError::Injection("header value")
+    );
+    assert_eq!(
+        build_response(&req, 200, "OK\n", &[], None, None).unwrap_err(),
+        BuildError::Injection("reason phrase")
+    );
+    let b = RequestBuilder::new(Method::Invite, "sip:b@b")
+        .via("UDP", "h")
+        .from("<sip:a@a>", "t\0")
+        .to("<sip:b@b>", None)
+        .call_id("c")
+        .cseq(1);
+    assert_eq!(b.build().unwrap_err(), BuildError::Injection("From tag"));
+}
+
+#[test]
+fn request_builder_round_trip_and_copy() {
+    let a = parse(INVITE).unwrap();
+    let tag = new_tag();
+    let cid = new_call_id("gw");
+    let m = RequestBuilder::new(Method::Invite, "sip:bob@10.0.0.2")
+        .via("UDP", "10.0.0.1:5060")
+        .from("<sip:alice@a.example>", &tag)
+        .to("<sip:bob@b.example>", None)
+        .call_id(&cid)
+        .cseq(1)
+        .contact("<sip:gw@10.0.0.1>")
+        .route("<sip:proxy;lr>")
+        .copy_headers(&a, &["p-asserted-identity", "Call-ID", "v"])
+        .body("application/sdp", b"v=0\r\n")
+        .build()
+        .unwrap();
+    assert!(m.top_via().branch().unwrap().starts_with(BRANCH_MAGIC));
+    assert_eq!(m.top_via().rport(), Some(None));
+    assert_eq!(m.vias().count(), 1, "Via is never copied");
+    assert_eq!(m.call_id(), cid);
+    assert_eq!(m.from_tag(), Some(tag.as_str()));
+    assert_eq!(m.header("P-Asserted-Identity"), Some("<sip:alice@a.example>"));
+    assert_eq!(m.routes().collect::<Vec<_>>(), ["<sip:proxy;lr>"]);
+    assert_eq!(&m.body()[..], b"v=0\r\n");
+    assert_eq!(m.max_forwards(), Some(70));
+    assert_ne!(new_branch(), new_branch());
+}
+
+#[test]
+fn received_and_rport_fill_in() {
+    let m = parse(INVITE).unwrap();
+    let m2 = m.with_via_received("192.0.2.7:40000".parse().unwrap()).unwrap();
+    let v = m2.top_via();
+    assert_eq!(v.received(), Some("192.0.2.7"));
+    assert_eq!(v.rport(), Some(Some(40000)));
+    assert_eq!(v.branch(), Some("z9hG4bK776asdhds"));
+    assert_eq!(m2.vias().count(), 3);
+    assert_eq!(m2.body(), m.body());
+    let plain = INVITE.replace(";rport,", ",").replace("pc33.a.example:5060", "192.0.2.7:5060");
+    let p = parse(&plain).unwrap();
+    assert!(p.with_via_received("192.0.2.7:5060".parse().unwrap()).is_none());
+}
+
+/// xorshift64*: deterministic, so a failure reproduces.
+pub(crate) struct Rng(pub(crate) u64);
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+#[test]
+fn mutated_and_truncated_input_never_panics() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let seeds = [INVITE.as_bytes().to_vec(), {
+        let req = parse(INVITE).unwrap();
+        build_response(&req, 200, "OK", &[], Some("t"), Some(("a/b", b"xyz"))).unwrap().bytes().to_vec()
+    }];
+    let specials = b"\r\n:;,<>\"= \t\0\xff[]@";
+    let mut parsed = 0;
+    for i in 0..6000 {
+        let mut m = seeds[i % 2].clone();
+        for _ in 0..1 + rng.below(6) {
+            let len = m.len().max(1);
+            match rng.below(5) {
+                0 => m.truncate(rng.below(len)),
+                1 => {
+                    let at = rng.below(len).min(m.len().saturating_sub(1));
+                    if let Some(b) = m.get_mut(at) {
+                        *b = specials[rng.below(specials.len())];
+                    }
+                }
+                2 => {
+                    let at = rng.below(len).min(m.len());
+                    m.insert(at, specials[rng.below(specials.len())]);
+                }
+                3 => {
+                    let at = rng.below(len).min(m.len());
+                    let n = rng.below(20).min(m.len() - at);
+                    m.drain(at..at + n);
+                }
+                _ => {
+                    let at = rng.below(len).min(m.len());
+                    m.insert(at, rng.next() as u8);
+                }
+            }
+        }
+        match SipMessage::parse(Bytes::from(m)) {
+            Ok(msg) => {
+                parsed += 1;
+                let _ = msg.vias().count() + msg.routes().count() + msg.headers().count();
+                let _ = msg.with_via_received("10.1.2.3:9".parse().unwrap());
+                if msg.is_request() {
+                    let _ = build_response(&msg, 487, "Terminated", &[], Some("t"), None);
+                }
+            }
+            Err(e) => {
+                if let Some(r) = e.respondable() {
+                    build_response(r, 400, &e.reason_phrase(), &[], Some("t"), None).unwrap();
+                }
+            }
+        }
+    }
+    assert!(parsed > 100, "the mutator should leave some messages valid ({parsed})");
+}

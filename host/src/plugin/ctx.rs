@@ -1,0 +1,201 @@
+//! What a plugin instance's store holds: WASI state, the memory limiter, the hook deadline, and the
+//! call scope that host imports read and write.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::decision::IssuedCommand;
+
+/// What every instance of one loaded plugin version shares.
+#[derive(Debug)]
+pub(crate) struct PluginShared {
+    /// The plugin's configured name, used in every log line about it.
+    pub name: Arc<str>,
+    /// This deployment's config as JSON text, handed to `init`.
+    pub config_json: Arc<str>,
+    /// The same config, for the `config` import's path look-ups.
+    pub config: serde_json::Value,
+}
+
+/// Which `call-control` commands the embedding call layer can carry out; the rest are refused with
+/// `not-supported` at once, so a plugin learns it in the hook instead of by silence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ControlSupport {
+    /// `hang-up`.
+    pub hang_up: bool,
+    /// `start/pause/resume/stop-recording`.
+    pub recording: bool,
+    /// `play-prompt`, `stop-prompt`.
+    pub prompts: bool,
+    /// `transfer`.
+    pub transfer: bool,
+}
+
+/// Limits of the per-call key/value store (documented in `wit/`).
+pub(crate) const STATE_MAX_KEYS: usize = 64;
+pub(crate) const STATE_MAX_KEY: usize = 128;
+pub(crate) const STATE_MAX_VALUE: usize = 4096;
+
+/// The per-call state the chain shares. It moves into the store of the plugin whose hook runs and
+/// back out afterwards, so host imports reach it without locks.
+#[derive(Debug, Default)]
+pub(crate) struct CallScope {
+    /// Key/value state shared by the chain, in insertion order.
+    pub state: Vec<(String, String)>,
+    /// Commands queued by `call-control`.
+    pub commands: Vec<IssuedCommand>,
+    /// The next prompt handle.
+    pub next_handle: u64,
+    /// What the call layer supports.
+    pub support: ControlSupport,
+}
+
+/// Records whether the memory cap was what stopped a guest, so that the resulting trap is counted as
+/// `memory` rather than as a generic trap.
+#[derive(Debug)]
+pub(crate) struct CapLimiter {
+    pub memory_cap: usize,
+    pub hit: bool,
+}
+
+impl wasmtime::ResourceLimiter for CapLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; no sane plugin needs more than this.
+        Ok(desired <= 100_000)
+    }
+}
+
+/// The data of one plugin instance's store.
+pub(crate) struct PluginCtx {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: CapLimiter,
+    pub plugin: Arc<PluginShared>,
+    /// The call this instance serves; 0 for the load-time instance.
+    pub call_ref: u64,
+    /// Present while a hook of a call runs.
+    pub scope: Option<CallScope>,
+    /// When the running hook must have returned.
+    pub deadline: Instant,
+    /// Alternates so that a guest resumed after a yield runs a full tick before yielding again.
+    pub yielded: bool,
+}
+
+impl PluginCtx {
+    pub fn new(plugin: Arc<PluginShared>, call_ref: u64, memory_cap: usize) -> Self {
+        let out = |stderr| GuestOutput {
+            plugin: plugin.name.clone(),
+            call_ref,
+            stderr,
+        };
+        let mut wasi = WasiCtxBuilder::new();
+        // No environment, arguments, preopened directories or sockets: only clocks, random and the
+        // two output streams, which go to the log.
+        wasi.stdout(out(false)).stderr(out(true));
+        Self {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: CapLimiter {
+                memory_cap,
+                hit: false,
+            },
+            plugin,
+            call_ref,
+            scope: None,
+            deadline: Instant::now(),
+            yielded: false,
+        }
+    }
+}
+
+impl WasiView for PluginCtx {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The error a hook's deadline raises inside the guest.
+#[derive(Debug, thiserror::Error)]
+#[error("hook deadline exceeded")]
+pub(crate) struct DeadlineExceeded;
+
+/// A guest's stdout or stderr, written line by line into the log under the plugin's name.
+#[derive(Clone)]
+struct GuestOutput {
+    plugin: Arc<str>,
+    call_ref: u64,
+    stderr: bool,
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(tokio::io::sink())
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+/// Longest output line logged; a guest printing more in one write is cut.
+const MAX_LOG_LINE: usize = 4096;
+
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOG_LINE)]);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            if self.stderr {
+                tracing::warn!(plugin = %self.plugin, call_ref = self.call_ref, stream = "stderr", "{line}");
+            } else {
+                tracing::info!(plugin = %self.plugin, call_ref = self.call_ref, stream = "stdout", "{line}");
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(MAX_LOG_LINE)
+    }
+}

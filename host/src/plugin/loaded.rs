@@ -1,0 +1,489 @@
+//! A plugin version loaded into the runtime: compiled once, pre-instantiated, its `init` run once on
+//! a probe instance to validate this deployment's config and learn which hooks it wants.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::Component;
+use wasmtime::{Store, UpdateDeadline};
+
+use super::HookMask;
+use super::ctx::{DeadlineExceeded, PluginCtx, PluginShared};
+use super::engine::Runtime;
+use super::stats::{FailureKind, PluginStats};
+use super::wit::latest as contract;
+
+fn default_reject_status() -> u16 {
+    503
+}
+fn default_deadline_ms() -> u64 {
+    10
+}
+fn default_memory_mib() -> u32 {
+    32
+}
+fn empty_config() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// What a plugin does to its call when it fails (trap, deadline, memory cap, refused decision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicyName {
+    /// The call goes on as if the plugin had no opinion.
+    #[default]
+    Continue,
+    /// A call still being set up is answered with `reject-status`.
+    Reject,
+}
+
+/// The failure policy as the call layer applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// Go on without the plugin.
+    Continue,
+    /// Answer a call in setup with this status.
+    Reject {
+        /// 500-599.
+        status: u16,
+    },
+}
+
+/// One plugin entry of the gateway's config.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PluginSpec {
+    /// The name used in logs, metrics and call detail records.
+    pub name: String,
+    /// The component file (`.wasm`).
+    pub path: PathBuf,
+    /// `continue` or `reject`.
+    #[serde(default)]
+    pub failure_policy: FailurePolicyName,
+    /// The status a call in setup is answered with under the `reject` policy (500-599).
+    #[serde(default = "default_reject_status")]
+    pub reject_status: u16,
+    /// Deadline of each hook call, in milliseconds of wall time.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Memory cap of each instance, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u32,
+    /// This deployment's config for the plugin, handed to its `init`.
+    #[serde(default = "empty_config")]
+    pub config: serde_json::Value,
+}
+
+impl PluginSpec {
+    /// A spec with the defaults, for `path` under `name`.
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            path: path.into(),
+            failure_policy: FailurePolicyName::Continue,
+            reject_status: default_reject_status(),
+            deadline_ms: default_deadline_ms(),
+            memory_mib: default_memory_mib(),
+            config: empty_config(),
+        }
+    }
+
+    /// The same spec with this config (a JSON object).
+    pub fn with_config(mut self, config: serde_json::Value) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The same spec with the `reject` policy and this status.
+    pub fn rejecting(mut self, status: u16) -> Self {
+        self.failure_policy = FailurePolicyName::Reject;
+        self.reject_status = status;
+        self
+    }
+
+    /// The policy to apply.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        match self.failure_policy {
+            FailurePolicyName::Continue => FailurePolicy::Continue,
+            FailurePolicyName::Reject => FailurePolicy::Reject {
+                status: self.reject_status,
+            },
+        }
+    }
+}
+
+/// Why a plugin was not loaded. The previous version, if any, keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The spec itself is unusable.
+    #[error("plugin `{name}`: {reason}")]
+    BadSpec {
+        /// Plugin name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file could not be read.
+    #[error("plugin `{name}`: cannot read {path}: {source}")]
+    Read {
+        /// Plugin name.
+        name: String,
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not a valid component.
+    #[error("plugin `{name}`: not a valid wasm component: {reason}")]
+    Compile {
+        /// Plugin name.
+        name: String,
+        /// Compiler message.
+        reason: String,
+    },
+    /// The component does not export the hooks interface of a contract version this host speaks.
+    #[error(
+        "plugin `{name}` targets contract {found}, this gateway supports callgate:plugin@{supported}"
+    )]
+    Contract {
+        /// Plugin name.
+        name: String,
+        /// What the component exports (`none` if no callgate hooks at all).
+        found: String,
+        /// What the host speaks.
+        supported: String,
+    },
+    /// An import the host does not provide (e.g. filesystem or network beyond what is granted).
+    #[error("plugin `{name}`: cannot link: {reason}")]
+    Link {
+        /// Plugin name.
+        name: String,
+        /// Linker message.
+        reason: String,
+    },
+    /// `init` refused this deployment's config.
+    #[error("plugin `{name}` refused its config: {message}")]
+    Init {
+        /// Plugin name.
+        name: String,
+        /// The plugin's own message.
+        message: String,
+    },
+    /// `init` trapped, ran past its deadline or over its memory cap.
+    #[error("plugin `{name}`: init failed ({kind}): {reason}")]
+    InitFailed {
+        /// Plugin name.
+        name: String,
+        /// Failure kind.
+        kind: &'static str,
+        /// Trap message.
+        reason: String,
+    },
+}
+
+/// A loaded plugin version. Calls hold an `Arc` to the version they started with, so a reload
+/// never changes the plugin under a call in flight.
+pub struct LoadedPlugin {
+    pub(crate) shared: Arc<PluginShared>,
+    pub(crate) pre: contract::PluginPre<PluginCtx>,
+    pub(crate) runtime: Runtime,
+    hooks: HookMask,
+    policy: FailurePolicy,
+    deadline: Duration,
+    memory_cap: usize,
+    stats: PluginStats,
+    size: usize,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.shared.name)
+            .field("hooks", &self.hooks)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live instance and its store.
+pub(crate) struct Live {
+    pub store: Store<PluginCtx>,
+    pub bindings: contract::Plugin,
+}
+
+/// Why an instance could not be created or a hook failed.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub kind: FailureKind,
+    pub reason: String,
+}
+
+impl Failure {
+    /// Classifies an error that came out of the guest.
+    pub fn from_guest(err: &wasmtime::Error, ctx: &PluginCtx) -> Self {
+        let kind = if ctx.limiter.hit {
+            FailureKind::Memory
+        } else if err.downcast_ref::<DeadlineExceeded>().is_some()
+            || matches!(
+                err.downcast_ref::<wasmtime::Trap>(),
+                Some(wasmtime::Trap::Interrupt)
+            )
+        {
+            FailureKind::Deadline
+        } else {
+            FailureKind::Trap
+        };
+        Self {
+            kind,
+            reason: format!("{err:#}"),
+        }
+    }
+}
+
+impl LoadedPlugin {
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The name as a shared string.
+    pub fn name_arc(&self) -> Arc<str> {
+        self.shared.name.clone()
+    }
+
+    /// The hooks the plugin asked for.
+    pub fn hooks(&self) -> HookMask {
+        self.hooks
+    }
+
+    /// Its failure policy.
+    pub fn policy(&self) -> FailurePolicy {
+        self.policy
+    }
+
+    /// Its accounting.
+    pub fn stats(&self) -> &PluginStats {
+        &self.stats
+    }
+
+    /// The component's size in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The deadline of each hook call.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// A store for one instance serving `call_ref` (0 for the load-time probe), with the memory cap
+    /// and the deadline callback installed.
+    fn new_store(&self, call_ref: u64) -> Store<PluginCtx> {
+        let engine = &self.runtime.inner.engine;
+        let mut store = Store::new(
+            engine,
+            PluginCtx::new(self.shared.clone(), call_ref, self.memory_cap),
+        );
+        store.limiter(|c| &mut c.limiter);
+        // Called once per epoch tick of guest execution: past the deadline the guest traps;
+        // before it, every other tick yields the worker thread so that a slow plugin never stalls
+        // the other calls scheduled on it (the alternation lets a resumed guest run a full tick).
+        store.epoch_deadline_callback(|mut cx| {
+            let d = cx.data_mut();
+            if Instant::now() >= d.deadline {
+                return Err(DeadlineExceeded.into());
+            }
+            d.yielded = !d.yielded;
+            Ok(if d.yielded {
+                UpdateDeadline::Yield(1)
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
+        store.set_epoch_deadline(1);
+        store
+    }
+
+    /// Creates an instance for `call_ref` and runs `init` on it, within `deadline`.
+    pub(crate) async fn instantiate(
+        &self,
+        call_ref: u64,
+        deadline: Duration,
+    ) -> Result<(Live, HookMask), InitError> {
+        let mut store = self.new_store(call_ref);
+        store.data_mut().deadline = Instant::now() + deadline;
+        let bindings = match self.pre.instantiate_async(&mut store).await {
+            Ok(b) => b,
+            Err(e) => {
+                let mut f = Failure::from_guest(&e, store.data());
+                if f.kind == FailureKind::Trap {
+                    f.kind = FailureKind::Instantiate;
+                }
+                return Err(InitError::Failed(f));
+            }
+        };
+        self.stats.record_instance();
+        let started = Instant::now();
+        let res = bindings
+            .callgate_plugin_hooks()
+            .call_init(&mut store, &self.shared.config_json)
+            .await;
+        self.stats
+            .record_call(super::stats::Hook::Init, started.elapsed());
+        match res {
+            Ok(Ok(info)) => Ok((Live { store, bindings }, contract::hook_mask(&info))),
+            Ok(Err(message)) => Err(InitError::Refused(message)),
+            Err(e) => Err(InitError::Failed(Failure::from_guest(&e, store.data()))),
+        }
+    }
+}
+
+/// Why a fresh instance is not usable.
+#[derive(Debug)]
+pub(crate) enum InitError {
+    /// `init` returned an error: the plugin's own message.
+    Refused(String),
+    /// Instantiation or `init` failed.
+    Failed(Failure),
+}
+
+impl InitError {
+    /// As a hook failure of a call.
+    pub fn into_failure(self) -> Failure {
+        match self {
+            InitError::Refused(m) => Failure {
+                kind: FailureKind::Trap,
+                reason: format!("init refused: {m}"),
+            },
+            InitError::Failed(f) => f,
+        }
+    }
+}
+
+/// How long a load-time `init` may take: config parsing in a slow language must not be mistaken for
+/// a hung plugin.
+const LOAD_INIT_DEADLINE: Duration = Duration::from_secs(2);
+
+impl Runtime {
+    /// Loads a plugin: reads, compiles (on a blocking thread), checks the contract version, links,
+    /// and runs `init` on a probe instance. Any failure leaves nothing behind.
+    pub async fn load(&self, spec: &PluginSpec) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let name = spec.name.clone();
+        let bad = |reason: String| LoadError::BadSpec {
+            name: name.clone(),
+            reason,
+        };
+        if spec.memory_mib == 0 || spec.memory_mib > self.inner.config.max_memory_mib {
+            return Err(bad(format!(
+                "memory-mib {} is outside 1..={} (the runtime's max-memory-mib)",
+                spec.memory_mib, self.inner.config.max_memory_mib
+            )));
+        }
+        if spec.deadline_ms == 0 {
+            return Err(bad("deadline-ms must be at least 1".into()));
+        }
+        if let FailurePolicy::Reject { status } = spec.failure_policy()
+            && !(500..=599).contains(&status)
+        {
+            return Err(bad(format!("reject-status {status} is not 500-599")));
+        }
+        if !spec.config.is_object() {
+            return Err(bad("config must be a table".into()));
+        }
+        let bytes = tokio::fs::read(&spec.path)
+            .await
+            .map_err(|source| LoadError::Read {
+                name: name.clone(),
+                path: spec.path.clone(),
+                source,
+            })?;
+        let size = bytes.len();
+        let engine = self.inner.engine.clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .map_err(|e| bad(format!("compiler task failed: {e}")))?
+            .map_err(|e| LoadError::Compile {
+                name: name.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        self.check_contract(&name, &component)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .and_then(contract::PluginPre::new)
+            .map_err(|e| LoadError::Link {
+                name: name.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let shared = Arc::new(PluginShared {
+            name: name.as_str().into(),
+            config_json: spec.config.to_string().into(),
+            config: spec.config.clone(),
+        });
+        let mut plugin = LoadedPlugin {
+            shared,
+            pre,
+            runtime: self.clone(),
+            hooks: HookMask::default(),
+            policy: spec.failure_policy(),
+            deadline: Duration::from_millis(spec.deadline_ms),
+            memory_cap: (spec.memory_mib as usize) << 20,
+            stats: PluginStats::default(),
+            size,
+        };
+        let _permit = self
+            .inner
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| bad("runtime closed".into()))?;
+        plugin.hooks = plugin.probe().await?;
+        tracing::info!(plugin = %name, size, hooks = ?plugin.hooks.hooks().map(|h| h.name()).collect::<Vec<_>>(), "plugin loaded");
+        Ok(Arc::new(plugin))
+    }
+
+    fn check_contract(&self, name: &str, component: &Component) -> Result<(), LoadError> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.inner.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if exports.iter().any(|e| e == contract::HOOKS_EXPORT) {
+            return Ok(());
+        }
+        let (maj, min, pat) = contract::VERSION;
+        let found = exports
+            .iter()
+            .find_map(|e| e.strip_prefix("callgate:plugin/hooks@"))
+            .map_or_else(
+                || "none (no callgate:plugin/hooks export)".to_string(),
+                |v| format!("callgate:plugin@{v}"),
+            );
+        Err(LoadError::Contract {
+            name: name.to_string(),
+            found,
+            supported: format!("{maj}.{min}.{pat}"),
+        })
+    }
+}
+
+impl LoadedPlugin {
+    /// Runs `init` once on a fresh instance to validate the config and learn the hooks.
+    async fn probe(&self) -> Result<HookMask, LoadError> {
+        let name = self.shared.name.to_string();
+        match self
+            .instantiate(0, LOAD_INIT_DEADLINE.max(self.deadline))
+            .await
+        {
+            Ok((_live, hooks)) => Ok(hooks),
+            Err(InitError::Refused(message)) => Err(LoadError::Init { name, message }),
+            Err(InitError::Failed(f)) => Err(LoadError::InitFailed {
+                name,
+                kind: f.kind.name(),
+                reason: f.reason,
+            }),
+        }
+    }
+}

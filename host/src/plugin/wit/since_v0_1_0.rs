@@ -1,0 +1,551 @@
+//! Contract `callgate:plugin@0.1.0`: generated bindings, the host imports, and conversions between
+//! generated types and the host's own (`plugin::decision`). Generated types stop here.
+
+use wasmtime::component::HasSelf;
+
+use super::super::ctx::{PluginCtx, STATE_MAX_KEY, STATE_MAX_KEYS, STATE_MAX_VALUE};
+use super::super::decision as d;
+
+wasmtime::component::bindgen!({
+    path: "../wit/since_v0.1.0",
+    world: "plugin",
+    exports: { default: async },
+});
+
+use callgate::plugin::{call_control, call_state, config, log, types as t};
+pub(crate) use exports::callgate::plugin::hooks;
+
+/// The contract version this module speaks.
+pub(crate) const VERSION: (u32, u32, u32) = (0, 1, 0);
+
+/// The name of the hooks interface a component must export for this version.
+pub(crate) const HOOKS_EXPORT: &str = "callgate:plugin/hooks@0.1.0";
+
+/// Adds this version's host imports to `linker`.
+pub(crate) fn add_to_linker(
+    linker: &mut wasmtime::component::Linker<PluginCtx>,
+) -> wasmtime::Result<()> {
+    Plugin::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(linker, |c| c)
+}
+
+impl t::Host for PluginCtx {}
+
+/// Longest message a plugin may log in one call.
+const MAX_LOG: usize = 4096;
+
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl log::Host for PluginCtx {
+    fn log(&mut self, level: log::Level, message: String) {
+        let msg = cut(&message, MAX_LOG);
+        let plugin = &*self.plugin.name;
+        let call_ref = self.call_ref;
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, call_ref, "{msg}"),
+            log::Level::Debug => tracing::debug!(plugin, call_ref, "{msg}"),
+            log::Level::Info => tracing::info!(plugin, call_ref, "{msg}"),
+            log::Level::Warn => tracing::warn!(plugin, call_ref, "{msg}"),
+            log::Level::Error => tracing::error!(plugin, call_ref, "{msg}"),
+        }
+    }
+}
+
+/// Follows a dotted path into a JSON value (array elements by index).
+fn lookup<'v>(root: &'v serde_json::Value, path: &str) -> Option<&'v serde_json::Value> {
+    if path.is_empty() {
+        return Some(root);
+    }
+    path.split('.').try_fold(root, |v, key| match v {
+        serde_json::Value::Object(m) => m.get(key),
+        serde_json::Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+impl config::Host for PluginCtx {
+    fn json(&mut self) -> String {
+        self.plugin.config_json.to_string()
+    }
+
+    fn get(&mut self, path: String) -> Option<String> {
+        match lookup(&self.plugin.config, &path)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => Some(v.to_string()),
+            _ => None,
+        }
+    }
+
+    fn keys(&mut self, path: String) -> Vec<String> {
+        match lookup(&self.plugin.config, &path) {
+            Some(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            Some(serde_json::Value::Array(a)) => (0..a.len()).map(|i| i.to_string()).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl call_state::Host for PluginCtx {
+    fn get(&mut self, key: String) -> Option<String> {
+        let scope = self.scope.as_ref()?;
+        scope
+            .state
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn set(&mut self, key: String, value: String) -> Result<(), call_state::StateError> {
+        let scope = self.scope.as_mut().ok_or(call_state::StateError::NoCall)?;
+        if key.len() > STATE_MAX_KEY || value.len() > STATE_MAX_VALUE {
+            return Err(call_state::StateError::TooLarge);
+        }
+        if let Some(slot) = scope.state.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value;
+        } else if scope.state.len() >= STATE_MAX_KEYS {
+            return Err(call_state::StateError::TooLarge);
+        } else {
+            scope.state.push((key, value));
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, key: String) {
+        if let Some(scope) = self.scope.as_mut() {
+            scope.state.retain(|(k, _)| *k != key);
+        }
+    }
+}
+
+type ControlResult<T> = Result<T, call_control::ControlError>;
+
+impl PluginCtx {
+    /// Queues a command if the call layer supports it.
+    fn queue(&mut self, supported: bool, what: &str, command: d::CallCommand) -> ControlResult<()> {
+        let plugin = self.plugin.name.clone();
+        let scope = self
+            .scope
+            .as_mut()
+            .ok_or(call_control::ControlError::NoCall)?;
+        if !supported {
+            return Err(call_control::ControlError::NotSupported(format!(
+                "{what} is not available in this gateway yet"
+            )));
+        }
+        scope.commands.push(d::IssuedCommand { plugin, command });
+        Ok(())
+    }
+
+    fn support(&self) -> super::super::ctx::ControlSupport {
+        self.scope.as_ref().map(|s| s.support).unwrap_or_default()
+    }
+}
+
+fn check_target(target: &str) -> ControlResult<()> {
+    super::super::validate::check_sip_uri(target)
+        .map_err(|e| call_control::ControlError::InvalidArgument(e.to_string()))
+}
+
+impl call_control::Host for PluginCtx {
+    fn hang_up(&mut self, status: Option<u16>, reason: String) -> ControlResult<()> {
+        let status = status.unwrap_or(480);
+        if !(400..=699).contains(&status) {
+            return Err(call_control::ControlError::InvalidArgument(format!(
+                "status {status} is not 400-699"
+            )));
+        }
+        let reason = cut(&reason, 256)
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        let ok = self.support().hang_up;
+        self.queue(ok, "hang-up", d::CallCommand::HangUp { status, reason })
+    }
+
+    fn start_recording(&mut self, options: t::RecordOptions) -> ControlResult<()> {
+        let ok = self.support().recording;
+        self.queue(
+            ok,
+            "recording",
+            d::CallCommand::StartRecording(options.into()),
+        )
+    }
+
+    fn pause_recording(&mut self) -> ControlResult<()> {
+        let ok = self.support().recording;
+        self.queue(ok, "recording", d::CallCommand::PauseRecording)
+    }
+
+    fn resume_recording(&mut self) -> ControlResult<()> {
+        let ok = self.support().recording;
+        self.queue(ok, "recording", d::CallCommand::ResumeRecording)
+    }
+
+    fn stop_recording(&mut self) -> ControlResult<()> {
+        let ok = self.support().recording;
+        self.queue(ok, "recording", d::CallCommand::StopRecording)
+    }
+
+    fn play_prompt(&mut self, leg: t::Leg, prompt: String, repeat: u32) -> ControlResult<u64> {
+        if prompt.is_empty() || prompt.contains(['/', '\\']) || prompt.starts_with('.') {
+            return Err(call_control::ControlError::InvalidArgument(
+                "prompt must be a plain file name".into(),
+            ));
+        }
+        let ok = self.support().prompts;
+        let handle = self.scope.as_ref().map_or(0, |s| s.next_handle + 1);
+        self.queue(
+            ok,
+            "play-prompt",
+            d::CallCommand::PlayPrompt {
+                leg: leg.into(),
+                prompt,
+                repeat,
+                handle,
+            },
+        )?;
+        if let Some(s) = self.scope.as_mut() {
+            s.next_handle = handle;
+        }
+        Ok(handle)
+    }
+
+    fn stop_prompt(&mut self, handle: u64) -> ControlResult<()> {
+        let ok = self.support().prompts;
+        self.queue(ok, "stop-prompt", d::CallCommand::StopPrompt(handle))
+    }
+
+    fn transfer(
+        &mut self,
+        leg: t::Leg,
+        target: String,
+        headers: Vec<t::Header>,
+    ) -> ControlResult<()> {
+        check_target(&target)?;
+        let headers: Vec<d::Header> = headers.into_iter().map(Into::into).collect();
+        for h in &headers {
+            super::super::validate::check_header(h)
+                .map_err(|e| call_control::ControlError::InvalidArgument(e.to_string()))?;
+        }
+        let ok = self.support().transfer;
+        self.queue(
+            ok,
+            "transfer",
+            d::CallCommand::Transfer {
+                leg: leg.into(),
+                target,
+                headers,
+            },
+        )
+    }
+}
+
+// ---- conversions: host -> guest (hook inputs) ----
+
+impl From<&d::Header> for t::Header {
+    fn from(h: &d::Header) -> Self {
+        t::Header {
+            name: h.name.clone(),
+            value: h.value.clone(),
+        }
+    }
+}
+
+fn headers_in(h: &[d::Header]) -> Vec<t::Header> {
+    h.iter().map(Into::into).collect()
+}
+
+impl From<d::Leg> for t::Leg {
+    fn from(l: d::Leg) -> Self {
+        match l {
+            d::Leg::A => t::Leg::A,
+            d::Leg::B => t::Leg::B,
+        }
+    }
+}
+
+impl From<&d::CallInfo> for t::CallInfo {
+    fn from(c: &d::CallInfo) -> Self {
+        t::CallInfo {
+            call_ref: c.call_ref,
+            call_id: c.call_id.clone(),
+            b_call_id: c.b_call_id.clone(),
+            from: c.from.clone(),
+            to: c.to.clone(),
+            request_uri: c.request_uri.clone(),
+            source: c.source.clone(),
+        }
+    }
+}
+
+impl From<&d::RequestView> for t::Request {
+    fn from(r: &d::RequestView) -> Self {
+        t::Request {
+            method: r.method.clone(),
+            uri: r.uri.clone(),
+            headers: headers_in(&r.headers),
+            body_type: r.body_type.clone(),
+        }
+    }
+}
+
+impl From<&d::ResponseView> for t::Response {
+    fn from(r: &d::ResponseView) -> Self {
+        t::Response {
+            status: r.status,
+            reason: r.reason.clone(),
+            headers: headers_in(&r.headers),
+            body_type: r.body_type.clone(),
+        }
+    }
+}
+
+impl From<&d::TransferRequest> for hooks::TransferRequest {
+    fn from(r: &d::TransferRequest) -> Self {
+        hooks::TransferRequest {
+            refer_to: r.refer_to.clone(),
+            referred_by: r.referred_by.clone(),
+            replaces: r.replaces.clone(),
+            headers: headers_in(&r.headers),
+        }
+    }
+}
+
+impl From<d::MediaState> for t::MediaState {
+    fn from(s: d::MediaState) -> Self {
+        match s {
+            d::MediaState::Negotiating => t::MediaState::Negotiating,
+            d::MediaState::Connecting => t::MediaState::Connecting,
+            d::MediaState::Connected => t::MediaState::Connected,
+            d::MediaState::Held => t::MediaState::Held,
+            d::MediaState::Stalled => t::MediaState::Stalled,
+            d::MediaState::Ended => t::MediaState::Ended,
+        }
+    }
+}
+
+impl From<d::MediaChange> for t::MediaChange {
+    fn from(c: d::MediaChange) -> Self {
+        t::MediaChange {
+            old: c.old.into(),
+            new: c.new.into(),
+            source: match c.source {
+                d::MediaSource::Packets => t::MediaSource::Packets,
+                d::MediaSource::Sdp => t::MediaSource::Sdp,
+            },
+        }
+    }
+}
+
+impl From<d::Dtmf> for t::Dtmf {
+    fn from(x: d::Dtmf) -> Self {
+        t::Dtmf {
+            digit: x.digit,
+            duration_ms: x.duration_ms,
+            source: match x.source {
+                d::DtmfSource::Rfc4733 => t::DtmfSource::Rfc4733,
+                d::DtmfSource::SipInfo => t::DtmfSource::SipInfo,
+            },
+        }
+    }
+}
+
+impl From<&d::CallSummary> for t::CallSummary {
+    fn from(s: &d::CallSummary) -> Self {
+        t::CallSummary {
+            outcome: match s.outcome {
+                d::CallOutcome::Answered => t::CallOutcome::Answered,
+                d::CallOutcome::Rejected => t::CallOutcome::Rejected,
+                d::CallOutcome::Cancelled => t::CallOutcome::Cancelled,
+                d::CallOutcome::Redirected => t::CallOutcome::Redirected,
+                d::CallOutcome::TimedOut => t::CallOutcome::TimedOut,
+                d::CallOutcome::Failed => t::CallOutcome::Failed,
+            },
+            status: s.status,
+            reason: s.reason.clone(),
+            ended_by: match s.ended_by {
+                d::Initiator::Caller => t::Initiator::Caller,
+                d::Initiator::Callee => t::Initiator::Callee,
+                d::Initiator::Gateway => t::Initiator::Gateway,
+                d::Initiator::Plugin => t::Initiator::Plugin,
+            },
+            setup_ms: s.setup_ms,
+            talk_ms: s.talk_ms,
+        }
+    }
+}
+
+// ---- conversions: guest -> host (decisions) ----
+
+impl From<t::Header> for d::Header {
+    fn from(h: t::Header) -> Self {
+        d::Header {
+            name: h.name,
+            value: h.value,
+        }
+    }
+}
+
+fn headers_out(h: Vec<t::Header>) -> Vec<d::Header> {
+    h.into_iter().map(Into::into).collect()
+}
+
+impl From<t::Leg> for d::Leg {
+    fn from(l: t::Leg) -> Self {
+        match l {
+            t::Leg::A => d::Leg::A,
+            t::Leg::B => d::Leg::B,
+        }
+    }
+}
+
+impl From<t::MediaMode> for d::MediaMode {
+    fn from(m: t::MediaMode) -> Self {
+        match m {
+            t::MediaMode::Anchored => d::MediaMode::Anchored,
+            t::MediaMode::Direct => d::MediaMode::Direct,
+        }
+    }
+}
+
+impl From<hooks::InviteDecision> for d::InviteDecision {
+    fn from(x: hooks::InviteDecision) -> Self {
+        match x {
+            hooks::InviteDecision::Forward(f) => d::InviteDecision::Forward(d::Forward {
+                target: f.target,
+                invite_headers: headers_out(f.invite_headers),
+                pass_through: f.pass_through,
+                remove_headers: f.remove_headers,
+                response_headers: headers_out(f.response_headers),
+                media: f.media.map(Into::into),
+            }),
+            hooks::InviteDecision::Reject(r) => d::InviteDecision::Reject(d::Reject {
+                status: r.status,
+                reason: r.reason,
+                headers: headers_out(r.headers),
+            }),
+            hooks::InviteDecision::Redirect(r) => d::InviteDecision::Redirect(d::Redirect {
+                status: r.status,
+                contacts: r.contacts,
+                headers: headers_out(r.headers),
+            }),
+        }
+    }
+}
+
+impl From<t::HeaderEdits> for d::HeaderEdits {
+    fn from(e: t::HeaderEdits) -> Self {
+        d::HeaderEdits {
+            add: headers_out(e.add),
+            remove: e.remove,
+        }
+    }
+}
+
+impl From<hooks::ReferDecision> for d::ReferDecision {
+    fn from(x: hooks::ReferDecision) -> Self {
+        match x {
+            hooks::ReferDecision::NoOpinion => d::ReferDecision::NoOpinion,
+            hooks::ReferDecision::Reject(s) => d::ReferDecision::Reject(s),
+            hooks::ReferDecision::Pass => d::ReferDecision::Pass,
+            hooks::ReferDecision::Perform(p) => d::ReferDecision::Perform {
+                target: p.target,
+                headers: headers_out(p.headers),
+            },
+        }
+    }
+}
+
+impl From<t::RecordOptions> for d::RecordOptions {
+    fn from(o: t::RecordOptions) -> Self {
+        d::RecordOptions {
+            legs: d::RecordLegs {
+                a: o.legs.contains(t::Legs::A),
+                b: o.legs.contains(t::Legs::B),
+            },
+            start: match o.start {
+                t::RecordStart::OnAnswer => d::RecordStart::OnAnswer,
+                t::RecordStart::OnMediaConnected => d::RecordStart::OnMediaConnected,
+            },
+            tags: o.tags,
+        }
+    }
+}
+
+impl From<hooks::RecordingDecision> for d::RecordingDecision {
+    fn from(x: hooks::RecordingDecision) -> Self {
+        match x {
+            hooks::RecordingDecision::None => d::RecordingDecision::None,
+            hooks::RecordingDecision::Record(o) => d::RecordingDecision::Record(o.into()),
+        }
+    }
+}
+
+/// The hooks a plugin asked for, from `init`'s answer.
+pub(crate) fn hook_mask(info: &hooks::PluginInfo) -> super::super::HookMask {
+    use super::super::stats::Hook;
+    let f = info.hooks;
+    let mut m = super::super::HookMask::default();
+    for (flag, hook) in [
+        (hooks::HookSet::INVITE, Hook::Invite),
+        (hooks::HookSet::RESPONSE, Hook::Response),
+        (hooks::HookSet::REFER, Hook::Refer),
+        (hooks::HookSet::RECORDING, Hook::Recording),
+        (hooks::HookSet::MEDIA_STATE, Hook::MediaState),
+        (hooks::HookSet::DTMF, Hook::Dtmf),
+        (hooks::HookSet::CALL_END, Hook::CallEnd),
+    ] {
+        if f.contains(flag) {
+            m.insert(hook);
+        }
+    }
+    m
+}
+
+/// Calls one hook on a live instance, converting arguments and results.
+pub(crate) async fn call_hook(
+    live: &mut super::super::loaded::Live,
+    info: &d::CallInfo,
+    call: &super::super::call::HookCall<'_>,
+) -> wasmtime::Result<super::super::call::HookReturn> {
+    use super::super::call::{HookCall as C, HookReturn as R};
+    let h = live.bindings.callgate_plugin_hooks();
+    let store = &mut live.store;
+    let ci = t::CallInfo::from(info);
+    Ok(match call {
+        C::Invite(req) => R::Invite(h.call_on_invite(store, &ci, &(*req).into()).await?.into()),
+        C::Response(leg, method, resp) => R::Response(
+            h.call_on_response(store, &ci, (*leg).into(), method, &(*resp).into())
+                .await?
+                .into(),
+        ),
+        C::Refer(leg, tr) => R::Refer(
+            h.call_on_refer(store, &ci, (*leg).into(), &(*tr).into())
+                .await?
+                .into(),
+        ),
+        C::Recording => R::Recording(h.call_recording_policy(store, &ci).await?.into()),
+        C::MediaState(leg, change) => {
+            h.call_on_media_state(store, &ci, (*leg).into(), (*change).into())
+                .await?;
+            R::Unit
+        }
+        C::Dtmf(leg, dtmf) => {
+            h.call_on_dtmf(store, &ci, (*leg).into(), (*dtmf).into())
+                .await?;
+            R::Unit
+        }
+        C::CallEnd(summary) => {
+            h.call_on_call_end(store, &ci, &(*summary).into()).await?;
+            R::Unit
+        }
+    })
+}

@@ -1,0 +1,212 @@
+//! The host API a plugin imports: logging, per-call shared state, call control.
+
+use core::fmt;
+
+use crate::__wit::callgate::plugin::{call_control as wcc, call_state as wcs, log as wlog};
+
+/// A log severity, as in the gateway's log filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Very detailed.
+    Trace,
+    /// For debugging.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Something unexpected that was handled.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// Why a `call_state` write was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StateError {
+    /// Called outside a call (from `Plugin::new`).
+    NoCall,
+    /// The key is longer than 128 bytes, the value longer than 4096 bytes, or the call already holds
+    /// 64 keys.
+    TooLarge,
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StateError::NoCall => "no call (call state is only available inside a hook)",
+            StateError::TooLarge => {
+                "too large (key over 128 bytes, value over 4096 bytes, or 64 keys already)"
+            }
+        })
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// Why a `call_control` command was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlError {
+    /// This gateway build or configuration cannot do this yet; the text says what is missing.
+    NotSupported(String),
+    /// Called outside a call (from `Plugin::new`).
+    NoCall,
+    /// An argument is not acceptable; the text names it.
+    InvalidArgument(String),
+    /// The call is not in a state where this makes sense; the text says which state it is in.
+    WrongState(String),
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlError::NotSupported(s) => write!(f, "not supported: {s}"),
+            ControlError::NoCall => f.write_str("no call (call control is only available inside a hook)"),
+            ControlError::InvalidArgument(s) => write!(f, "invalid argument: {s}"),
+            ControlError::WrongState(s) => write!(f, "wrong state: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+/// A prompt started by [`call_control::play_prompt`], for [`call_control::stop_prompt`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PromptHandle(pub u64);
+
+impl From<wcs::StateError> for StateError {
+    fn from(e: wcs::StateError) -> Self {
+        match e {
+            wcs::StateError::NoCall => StateError::NoCall,
+            wcs::StateError::TooLarge => StateError::TooLarge,
+        }
+    }
+}
+
+impl From<wcc::ControlError> for ControlError {
+    fn from(e: wcc::ControlError) -> Self {
+        match e {
+            wcc::ControlError::NotSupported(s) => ControlError::NotSupported(s),
+            wcc::ControlError::NoCall => ControlError::NoCall,
+            wcc::ControlError::InvalidArgument(s) => ControlError::InvalidArgument(s),
+            wcc::ControlError::WrongState(s) => ControlError::WrongState(s),
+        }
+    }
+}
+
+/// Structured logging into the gateway's log, tagged with the plugin's name and the call's id.
+/// Messages over 4 KiB are cut; filtered-out levels are cheap. The macros `trace!` .. `error!` take
+/// `format!` arguments. Standard output and standard error also reach the log (`info`, `warn`).
+pub mod log {
+    use super::{Level, wlog};
+
+    /// Writes one line at `level`.
+    pub fn log(level: Level, message: &str) {
+        let level = match level {
+            Level::Trace => wlog::Level::Trace,
+            Level::Debug => wlog::Level::Debug,
+            Level::Info => wlog::Level::Info,
+            Level::Warn => wlog::Level::Warn,
+            Level::Error => wlog::Level::Error,
+        };
+        wlog::log(level, message);
+    }
+
+    /// Writes one line at `trace`.
+    pub fn trace(message: &str) {
+        log(Level::Trace, message)
+    }
+
+    /// Writes one line at `debug`.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message)
+    }
+
+    /// Writes one line at `info`.
+    pub fn info(message: &str) {
+        log(Level::Info, message)
+    }
+
+    /// Writes one line at `warn`.
+    pub fn warn(message: &str) {
+        log(Level::Warn, message)
+    }
+
+    /// Writes one line at `error`.
+    pub fn error(message: &str) {
+        log(Level::Error, message)
+    }
+}
+
+/// Key/value state kept by the host for the current call, shared by every plugin of the call's chain
+/// and dropped when the call ends. Outside a call (in `Plugin::new`) reads find nothing and writes
+/// fail with [`StateError::NoCall`].
+pub mod call_state {
+    use super::{StateError, wcs};
+
+    /// The value stored under `key` in this call, if any.
+    pub fn get(key: &str) -> Option<String> {
+        wcs::get(key)
+    }
+
+    /// Stores `value` under `key` in this call, replacing any earlier value. Keys up to 128 bytes,
+    /// values up to 4096 bytes, at most 64 keys per call.
+    pub fn set(key: &str, value: &str) -> Result<(), StateError> {
+        wcs::set(key, value).map_err(Into::into)
+    }
+
+    /// Removes `key` from this call; removing a missing key is not an error.
+    pub fn remove(key: &str) {
+        wcs::remove(key)
+    }
+}
+
+/// Commands about the current call. Each is queued and carried out after the running hook returns,
+/// in order; what can be checked at once is refused at once with a [`ControlError`], a later
+/// failure is logged by the gateway.
+pub mod call_control {
+    use super::{ControlError, PromptHandle, wcc};
+    use crate::types::{Header, Leg, RecordOptions};
+
+    /// Ends the call on both legs (BYE, or CANCEL on a ringing B leg), answering the caller with
+    /// `status` (400-699, default 480) and `reason` if the A leg is not answered yet.
+    pub fn hang_up(status: Option<u16>, reason: &str) -> Result<(), ControlError> {
+        wcc::hang_up(status, reason).map_err(Into::into)
+    }
+
+    /// Starts recording now (`options.start` is ignored). Refused if already recording.
+    pub fn start_recording(options: RecordOptions) -> Result<(), ControlError> {
+        wcc::start_recording(&options.into()).map_err(Into::into)
+    }
+
+    /// Pauses the running recording; silence is written for the paused time.
+    pub fn pause_recording() -> Result<(), ControlError> {
+        wcc::pause_recording().map_err(Into::into)
+    }
+
+    /// Resumes a paused recording.
+    pub fn resume_recording() -> Result<(), ControlError> {
+        wcc::resume_recording().map_err(Into::into)
+    }
+
+    /// Stops the recording and closes its file; it cannot be resumed.
+    pub fn stop_recording() -> Result<(), ControlError> {
+        wcc::stop_recording().map_err(Into::into)
+    }
+
+    /// Plays the prompt `prompt` (a file name in the gateway's prompt directory) to `leg`, `repeat`
+    /// times (0: until stopped or the call ends). Start prompts once the leg is `Connected`.
+    pub fn play_prompt(leg: Leg, prompt: &str, repeat: u32) -> Result<PromptHandle, ControlError> {
+        wcc::play_prompt(leg.into(), prompt, repeat).map(PromptHandle).map_err(Into::into)
+    }
+
+    /// Stops a prompt; stopping a finished prompt is not an error.
+    pub fn stop_prompt(handle: PromptHandle) -> Result<(), ControlError> {
+        wcc::stop_prompt(handle.0).map_err(Into::into)
+    }
+
+    /// Transfers `leg`'s party to `target` (a SIP or SIPS URI), with `headers` added to the new
+    /// INVITE; the other party is hung up once the new call answers.
+    pub fn transfer(leg: Leg, target: &str, headers: &[Header]) -> Result<(), ControlError> {
+        let headers: Vec<_> = headers.iter().cloned().map(Into::into).collect();
+        wcc::transfer(leg.into(), target, &headers).map_err(Into::into)
+    }
+}
