@@ -325,14 +325,12 @@ async fn a_looping_plugin_does_not_stall_other_calls_on_its_thread() {
     // Let the looping call enter the plugin first.
     tokio::task::yield_now().await;
     let mut others = Vec::new();
-    for i in 0..20 {
+    for _ in 0..20 {
         let (chain, done) = (chain.clone(), done.clone());
         others.push(tokio::spawn(async move {
             let f = forward(call(&chain).on_invite(&invite(&[])).await.decision);
             assert_eq!(values(&f.invite_headers, "X-Survived"), ["yes"]);
-            done.lock()
-                .unwrap()
-                .push(if i < 10 { "other" } else { "other" });
+            done.lock().unwrap().push("other");
         }));
     }
     for o in others {

@@ -117,7 +117,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { json: "{}".to_owned(), root: Value::Object(Vec::new()) }
+        Self {
+            json: "{}".to_owned(),
+            root: Value::Object(Vec::new()),
+        }
     }
 }
 
@@ -133,7 +136,10 @@ impl Config {
         if !matches!(root, Value::Object(_)) {
             return Err(format!("config must be a table, found {}", root.kind()));
         }
-        Ok(Self { json: json.to_owned(), root })
+        Ok(Self {
+            json: json.to_owned(),
+            root,
+        })
     }
 
     /// The whole config as JSON text.
@@ -154,7 +160,9 @@ impl Config {
         }
         for part in path.split('.') {
             v = match v {
-                Value::Object(members) => members.iter().find(|(k, _)| k == part).map(|(_, v)| v)?,
+                Value::Object(members) => {
+                    members.iter().find(|(k, _)| k == part).map(|(_, v)| v)?
+                }
                 Value::Array(items) => items.get(part.parse::<usize>().ok()?)?,
                 _ => return None,
             };
@@ -232,7 +240,10 @@ impl Config {
     pub fn require_str(&self, path: &str) -> Result<&str, String> {
         match self.lookup(path) {
             Some(Value::String(s)) => Ok(s),
-            Some(v) => Err(format!("config `{path}`: expected a string, found {}", v.kind())),
+            Some(v) => Err(format!(
+                "config `{path}`: expected a string, found {}",
+                v.kind()
+            )),
             None => Err(format!("config `{path}`: missing (a string is required)")),
         }
     }
@@ -242,7 +253,10 @@ impl Config {
         match self.lookup(path) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(v) => Err(format!("config `{path}`: expected a string, found {}", v.kind())),
+            Some(v) => Err(format!(
+                "config `{path}`: expected a string, found {}",
+                v.kind()
+            )),
         }
     }
 
@@ -260,7 +274,10 @@ impl Config {
                     })
                 })
                 .collect(),
-            Some(v) => Err(format!("config `{path}`: expected a list, found {}", v.kind())),
+            Some(v) => Err(format!(
+                "config `{path}`: expected a list, found {}",
+                v.kind()
+            )),
         }
     }
 
@@ -278,7 +295,10 @@ impl Config {
                     Ok((k.clone(), text))
                 })
                 .collect(),
-            Some(v) => Err(format!("config `{path}`: expected a table, found {}", v.kind())),
+            Some(v) => Err(format!(
+                "config `{path}`: expected a table, found {}",
+                v.kind()
+            )),
         }
     }
 }
@@ -349,13 +369,19 @@ mod tests {
     fn strict_forms_explain() {
         let c = cfg();
         assert_eq!(c.list("missing"), Ok(vec![]));
-        assert_eq!(c.list("tenant").unwrap_err(), "config `tenant`: expected a list, found a string");
+        assert_eq!(
+            c.list("tenant").unwrap_err(),
+            "config `tenant`: expected a list, found a string"
+        );
         assert_eq!(
             c.table("headers").unwrap_err(),
             "config `headers.Nested`: expected a string, found a table"
         );
         assert_eq!(c.require_str("tenant"), Ok("acme"));
-        assert_eq!(c.require_str("nope").unwrap_err(), "config `nope`: missing (a string is required)");
+        assert_eq!(
+            c.require_str("nope").unwrap_err(),
+            "config `nope`: missing (a string is required)"
+        );
         assert_eq!(c.opt_str("nope"), Ok(None));
         assert!(c.opt_str("limit").is_err());
     }
@@ -364,13 +390,21 @@ mod tests {
     fn empty_and_bad_text() {
         assert!(Config::from_json("").unwrap().keys("").is_empty());
         assert!(Config::from_json("{}").unwrap().keys("").is_empty());
-        assert!(Config::from_json("[1]").unwrap_err().contains("must be a table"));
-        assert!(Config::from_json("{").unwrap_err().contains("not valid JSON"));
+        assert!(
+            Config::from_json("[1]")
+                .unwrap_err()
+                .contains("must be a table")
+        );
+        assert!(
+            Config::from_json("{")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
     }
 
     #[test]
     fn typed_parse() {
-        #[derive(serde::Deserialize)]
+        #[derive(Debug, serde::Deserialize)]
         #[serde(rename_all = "kebab-case")]
         struct Typed {
             tenant: String,
@@ -379,9 +413,18 @@ mod tests {
             other_thing: Option<String>,
         }
         let t: Typed = cfg().parse().unwrap();
-        assert_eq!((t.tenant.as_str(), t.limit, t.other_thing), ("acme", 42, None));
-        let err = Config::from_json(r#"{"tenant": 1}"#).unwrap().parse::<Typed>().unwrap_err();
-        assert!(err.starts_with("invalid plugin config: invalid type"), "{err}");
+        assert_eq!(
+            (t.tenant.as_str(), t.limit, t.other_thing),
+            ("acme", 42, None)
+        );
+        let err = Config::from_json(r#"{"tenant": 1}"#)
+            .unwrap()
+            .parse::<Typed>()
+            .unwrap_err();
+        assert!(
+            err.starts_with("invalid plugin config: invalid type"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -389,7 +432,10 @@ mod tests {
         let c = Config::from_json(r#"{"t": {"a": "1", "b": "2", "a": "3"}}"#).unwrap();
         assert_eq!(
             c.get_table("t"),
-            [("a".to_owned(), "3".to_owned()), ("b".to_owned(), "2".to_owned())]
+            [
+                ("a".to_owned(), "3".to_owned()),
+                ("b".to_owned(), "2".to_owned())
+            ]
         );
     }
 }

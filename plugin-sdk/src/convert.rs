@@ -6,13 +6,19 @@ use crate::types::*;
 
 impl From<w::Header> for Header {
     fn from(x: w::Header) -> Self {
-        Header { name: x.name, value: x.value }
+        Header {
+            name: x.name,
+            value: x.value,
+        }
     }
 }
 
 impl From<Header> for w::Header {
     fn from(x: Header) -> Self {
-        w::Header { name: x.name, value: x.value }
+        w::Header {
+            name: x.name,
+            value: x.value,
+        }
     }
 }
 
@@ -80,7 +86,10 @@ impl From<w::Response> for Response {
 
 impl From<HeaderEdits> for w::HeaderEdits {
     fn from(x: HeaderEdits) -> Self {
-        w::HeaderEdits { add: headers_out(x.add), remove: x.remove }
+        w::HeaderEdits {
+            add: headers_out(x.add),
+            remove: x.remove,
+        }
     }
 }
 
@@ -142,7 +151,10 @@ impl From<ReferDecision> for h::ReferDecision {
             ReferDecision::Reject(status) => h::ReferDecision::Reject(status),
             ReferDecision::Pass => h::ReferDecision::Pass,
             ReferDecision::Perform { target, headers } => {
-                h::ReferDecision::Perform(h::PerformTransfer { target, headers: headers_out(headers) })
+                h::ReferDecision::Perform(h::PerformTransfer {
+                    target,
+                    headers: headers_out(headers),
+                })
             }
         }
     }
@@ -169,7 +181,11 @@ impl From<RecordStart> for w::RecordStart {
 
 impl From<RecordOptions> for w::RecordOptions {
     fn from(x: RecordOptions) -> Self {
-        w::RecordOptions { legs: x.legs.into(), start: x.start.into(), tags: x.tags }
+        w::RecordOptions {
+            legs: x.legs.into(),
+            start: x.start.into(),
+            tags: x.tags,
+        }
     }
 }
 
@@ -258,7 +274,7 @@ mod tests {
 
     #[test]
     fn forward_keeps_everything() {
-        let f: h::InviteDecision = Forward::new()
+        let f: InviteDecision = Forward::new()
             .target("sip:b@x")
             .invite_header("X-A", "1")
             .pass_through(["X-P"])
@@ -266,9 +282,18 @@ mod tests {
             .response_header("X-S", "2")
             .media(MediaMode::Direct)
             .into();
-        let h::InviteDecision::Forward(f) = f else { panic!("not a forward") };
+        let f: h::InviteDecision = f.into();
+        let h::InviteDecision::Forward(f) = f else {
+            panic!("not a forward")
+        };
         assert_eq!(f.target.as_deref(), Some("sip:b@x"));
-        assert_eq!((f.invite_headers[0].name.as_str(), f.invite_headers[0].value.as_str()), ("X-A", "1"));
+        assert_eq!(
+            (
+                f.invite_headers[0].name.as_str(),
+                f.invite_headers[0].value.as_str()
+            ),
+            ("X-A", "1")
+        );
         assert_eq!(f.pass_through, ["X-P"]);
         assert_eq!(f.remove_headers, ["X-R"]);
         assert_eq!(f.response_headers[0].name, "X-S");

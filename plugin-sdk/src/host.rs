@@ -2,7 +2,56 @@
 
 use core::fmt;
 
+#[cfg(target_arch = "wasm32")]
 use crate::__wit::callgate::plugin::{call_control as wcc, call_state as wcs, log as wlog};
+
+/// Native builds (`cargo test` of a plugin) have no host: the host API is simulated so that hooks
+/// can be unit-tested. Logging goes to standard error, call state is a per-thread map with the
+/// host's limits, and every call-control command is refused with `NotSupported`.
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    use crate::__wit::callgate::plugin::call_control::{ControlError, Header, Leg, RecordOptions};
+
+    thread_local! {
+        pub(super) static STATE: RefCell<BTreeMap<String, String>> = const { RefCell::new(BTreeMap::new()) };
+    }
+
+    fn refused<T>() -> Result<T, ControlError> {
+        Err(ControlError::NotSupported(
+            "native build: there is no gateway".to_owned(),
+        ))
+    }
+
+    pub(super) fn hang_up(_: Option<u16>, _: &str) -> Result<(), ControlError> {
+        refused()
+    }
+    pub(super) fn start_recording(_: &RecordOptions) -> Result<(), ControlError> {
+        refused()
+    }
+    pub(super) fn pause_recording() -> Result<(), ControlError> {
+        refused()
+    }
+    pub(super) fn resume_recording() -> Result<(), ControlError> {
+        refused()
+    }
+    pub(super) fn stop_recording() -> Result<(), ControlError> {
+        refused()
+    }
+    pub(super) fn play_prompt(_: Leg, _: &str, _: u32) -> Result<u64, ControlError> {
+        refused()
+    }
+    pub(super) fn stop_prompt(_: u64) -> Result<(), ControlError> {
+        refused()
+    }
+    pub(super) fn transfer(_: Leg, _: &str, _: &[Header]) -> Result<(), ControlError> {
+        refused()
+    }
+}
+
+use crate::__wit::callgate::plugin::call_control::ControlError as WitControlError;
 
 /// A log severity, as in the gateway's log filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,6 +66,19 @@ pub enum Level {
     Warn,
     /// Something failed.
     Error,
+}
+
+impl Level {
+    /// The name as in the WIT: `trace` .. `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
 }
 
 /// Why a `call_state` write was refused.
@@ -59,7 +121,9 @@ impl fmt::Display for ControlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ControlError::NotSupported(s) => write!(f, "not supported: {s}"),
-            ControlError::NoCall => f.write_str("no call (call control is only available inside a hook)"),
+            ControlError::NoCall => {
+                f.write_str("no call (call control is only available inside a hook)")
+            }
             ControlError::InvalidArgument(s) => write!(f, "invalid argument: {s}"),
             ControlError::WrongState(s) => write!(f, "wrong state: {s}"),
         }
@@ -72,6 +136,7 @@ impl std::error::Error for ControlError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PromptHandle(pub u64);
 
+#[cfg(target_arch = "wasm32")]
 impl From<wcs::StateError> for StateError {
     fn from(e: wcs::StateError) -> Self {
         match e {
@@ -81,13 +146,13 @@ impl From<wcs::StateError> for StateError {
     }
 }
 
-impl From<wcc::ControlError> for ControlError {
-    fn from(e: wcc::ControlError) -> Self {
+impl From<WitControlError> for ControlError {
+    fn from(e: WitControlError) -> Self {
         match e {
-            wcc::ControlError::NotSupported(s) => ControlError::NotSupported(s),
-            wcc::ControlError::NoCall => ControlError::NoCall,
-            wcc::ControlError::InvalidArgument(s) => ControlError::InvalidArgument(s),
-            wcc::ControlError::WrongState(s) => ControlError::WrongState(s),
+            WitControlError::NotSupported(s) => ControlError::NotSupported(s),
+            WitControlError::NoCall => ControlError::NoCall,
+            WitControlError::InvalidArgument(s) => ControlError::InvalidArgument(s),
+            WitControlError::WrongState(s) => ControlError::WrongState(s),
         }
     }
 }
@@ -96,10 +161,13 @@ impl From<wcc::ControlError> for ControlError {
 /// Messages over 4 KiB are cut; filtered-out levels are cheap. The macros `trace!` .. `error!` take
 /// `format!` arguments. Standard output and standard error also reach the log (`info`, `warn`).
 pub mod log {
-    use super::{Level, wlog};
+    use super::Level;
+    #[cfg(target_arch = "wasm32")]
+    use super::wlog;
 
     /// Writes one line at `level`.
     pub fn log(level: Level, message: &str) {
+        #[cfg(target_arch = "wasm32")]
         let level = match level {
             Level::Trace => wlog::Level::Trace,
             Level::Debug => wlog::Level::Debug,
@@ -107,7 +175,10 @@ pub mod log {
             Level::Warn => wlog::Level::Warn,
             Level::Error => wlog::Level::Error,
         };
+        #[cfg(target_arch = "wasm32")]
         wlog::log(level, message);
+        #[cfg(not(target_arch = "wasm32"))]
+        eprintln!("[{}] {message}", level.as_str());
     }
 
     /// Writes one line at `trace`.
@@ -140,22 +211,47 @@ pub mod log {
 /// and dropped when the call ends. Outside a call (in `Plugin::new`) reads find nothing and writes
 /// fail with [`StateError::NoCall`].
 pub mod call_state {
-    use super::{StateError, wcs};
+    use super::StateError;
+    #[cfg(target_arch = "wasm32")]
+    use super::wcs;
 
     /// The value stored under `key` in this call, if any.
     pub fn get(key: &str) -> Option<String> {
-        wcs::get(key)
+        #[cfg(target_arch = "wasm32")]
+        return wcs::get(key);
+        #[cfg(not(target_arch = "wasm32"))]
+        return super::native::STATE.with(|m| m.borrow().get(key).cloned());
     }
 
     /// Stores `value` under `key` in this call, replacing any earlier value. Keys up to 128 bytes,
     /// values up to 4096 bytes, at most 64 keys per call.
     pub fn set(key: &str, value: &str) -> Result<(), StateError> {
-        wcs::set(key, value).map_err(Into::into)
+        #[cfg(target_arch = "wasm32")]
+        return wcs::set(key, value).map_err(Into::into);
+        #[cfg(not(target_arch = "wasm32"))]
+        return super::native::STATE.with(|m| {
+            let mut m = m.borrow_mut();
+            let full = m.len() >= 64 && !m.contains_key(key);
+            if key.len() > 128 || value.len() > 4096 || full {
+                return Err(StateError::TooLarge);
+            }
+            m.insert(key.to_owned(), value.to_owned());
+            Ok(())
+        });
     }
 
     /// Removes `key` from this call; removing a missing key is not an error.
     pub fn remove(key: &str) {
-        wcs::remove(key)
+        #[cfg(target_arch = "wasm32")]
+        wcs::remove(key);
+        #[cfg(not(target_arch = "wasm32"))]
+        super::native::STATE.with(|m| m.borrow_mut().remove(key));
+    }
+
+    /// Native builds only (`cargo test`): forgets every key, as at the start of a new call.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn clear() {
+        super::native::STATE.with(|m| m.borrow_mut().clear());
     }
 }
 
@@ -163,7 +259,11 @@ pub mod call_state {
 /// in order; what can be checked at once is refused at once with a [`ControlError`], a later
 /// failure is logged by the gateway.
 pub mod call_control {
-    use super::{ControlError, PromptHandle, wcc};
+    #[cfg(not(target_arch = "wasm32"))]
+    use super::native as wcc;
+    #[cfg(target_arch = "wasm32")]
+    use super::wcc;
+    use super::{ControlError, PromptHandle};
     use crate::types::{Header, Leg, RecordOptions};
 
     /// Ends the call on both legs (BYE, or CANCEL on a ringing B leg), answering the caller with
@@ -195,7 +295,9 @@ pub mod call_control {
     /// Plays the prompt `prompt` (a file name in the gateway's prompt directory) to `leg`, `repeat`
     /// times (0: until stopped or the call ends). Start prompts once the leg is `Connected`.
     pub fn play_prompt(leg: Leg, prompt: &str, repeat: u32) -> Result<PromptHandle, ControlError> {
-        wcc::play_prompt(leg.into(), prompt, repeat).map(PromptHandle).map_err(Into::into)
+        wcc::play_prompt(leg.into(), prompt, repeat)
+            .map(PromptHandle)
+            .map_err(Into::into)
     }
 
     /// Stops a prompt; stopping a finished prompt is not an error.

@@ -58,14 +58,15 @@ pub mod __wit {
 
 // The public API is this explicit list: generated types never appear in it (they sit in `__wit`).
 pub use crate::config::Config;
-pub use crate::host::{call_control, call_state, log};
 pub use crate::host::{ControlError, Level, PromptHandle, StateError};
+pub use crate::host::{call_control, call_state, log};
 pub use crate::types::{
     CallInfo, CallOutcome, CallSummary, Dtmf, DtmfSource, Forward, Header, HeaderEdits, Initiator,
     InviteDecision, Leg, Legs, MediaChange, MediaMode, MediaSource, MediaState, RecordOptions,
     RecordStart, RecordingDecision, Redirect, ReferDecision, Reject, Request, Response,
     TransferRequest,
 };
+pub use crate::types::{check_header_name, is_sip_uri};
 
 /// Marks `impl Plugin for YourType { .. }` as the plugin of this crate and exports it.
 ///
@@ -257,8 +258,10 @@ pub mod __private {
             response: wit::Response,
         ) -> wit::HeaderEdits {
             let (call, response) = (call.into(), response.into());
-            with::<P, _>(Default::default, |p| p.on_response(&call, leg.into(), &method, &response))
-                .into()
+            with::<P, _>(Default::default, |p| {
+                p.on_response(&call, leg.into(), &method, &response)
+            })
+            .into()
         }
 
         fn on_refer(
@@ -267,7 +270,10 @@ pub mod __private {
             transfer: wit::TransferRequest,
         ) -> wit::ReferDecision {
             let (call, transfer) = (call.into(), transfer.into());
-            with::<P, _>(Default::default, |p| p.on_refer(&call, leg.into(), &transfer)).into()
+            with::<P, _>(Default::default, |p| {
+                p.on_refer(&call, leg.into(), &transfer)
+            })
+            .into()
         }
 
         fn recording_policy(call: wit::CallInfo) -> wit::RecordingDecision {
@@ -277,7 +283,10 @@ pub mod __private {
 
         fn on_media_state(call: wit::CallInfo, leg: wit::Leg, change: wit::MediaChange) {
             let call = call.into();
-            with::<P, _>(|| (), |p| p.on_media_state(&call, leg.into(), change.into()));
+            with::<P, _>(
+                || (),
+                |p| p.on_media_state(&call, leg.into(), change.into()),
+            );
         }
 
         fn on_dtmf(call: wit::CallInfo, leg: wit::Leg, digit: wit::Dtmf) {

@@ -20,13 +20,80 @@ pub struct Header {
 impl Header {
     /// A header from its name and value.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), value: value.into() }
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
     }
+
+    /// Checks this header against the rules the host applies to headers a plugin hands it (see
+    /// [`Header`]), so that a plugin can refuse a bad config in `new` instead of failing on calls.
+    pub fn validate(&self) -> Result<(), String> {
+        check_header_name(&self.name)?;
+        if self.value.contains(['\r', '\n', '\0']) {
+            return Err(format!(
+                "header `{}`: the value contains CR, LF or NUL",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Headers the host owns: a plugin may neither add nor remove them. The one-letter names are their
+/// compact forms (RFC 3261 section 7.3.3).
+const HOST_OWNED: &[&str] = &[
+    "Via",
+    "Call-ID",
+    "CSeq",
+    "From",
+    "To",
+    "Contact",
+    "Route",
+    "Record-Route",
+    "Content-Length",
+    "Content-Type",
+    "Max-Forwards",
+    "v",
+    "i",
+    "f",
+    "t",
+    "m",
+    "l",
+    "c",
+];
+
+/// Checks that `name` can be handed to the host as a header name, added or removed: a SIP token
+/// (RFC 3261 section 25.1) that is not one of the headers the host owns.
+pub fn check_header_name(name: &str) -> Result<(), String> {
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c);
+    if name.is_empty() || !name.chars().all(token_char) {
+        return Err(format!("`{name}` is not a valid SIP header name"));
+    }
+    if HOST_OWNED
+        .iter()
+        .any(|owned| owned.eq_ignore_ascii_case(name))
+    {
+        return Err(format!(
+            "`{name}` is a header the gateway owns; plugins cannot set or remove it"
+        ));
+    }
+    Ok(())
+}
+
+/// True if `uri` is a `sip:` or `sips:` URI (scheme compared case-insensitively), the only kind the
+/// host accepts as a target or contact.
+pub fn is_sip_uri(uri: &str) -> bool {
+    let lower = uri.get(..5).unwrap_or(uri).to_ascii_lowercase();
+    (lower.starts_with("sip:") && uri.len() > 4) || (lower.starts_with("sips:") && uri.len() > 5)
 }
 
 /// The first value of the header `name` (case-insensitive) in `headers`.
 pub(crate) fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
-    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+    headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
 }
 
 /// Every value of the header `name` (case-insensitive) in `headers`, in wire order.
@@ -34,7 +101,10 @@ pub(crate) fn headers_named<'a>(
     headers: &'a [Header],
     name: &'a str,
 ) -> impl Iterator<Item = &'a str> + 'a {
-    headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
 }
 
 /// The two sides of a call.
@@ -280,7 +350,11 @@ pub struct Reject {
 impl Reject {
     /// A reject with `status` (400 to 699) and the standard reason phrase.
     pub fn new(status: u16) -> Self {
-        Self { status, reason: None, headers: Vec::new() }
+        Self {
+            status,
+            reason: None,
+            headers: Vec::new(),
+        }
     }
 
     /// Sets the reason phrase.
@@ -311,7 +385,11 @@ pub struct Redirect {
 impl Redirect {
     /// A redirect with `status` (300 to 399) and no contact yet (add at least one).
     pub fn new(status: u16) -> Self {
-        Self { status, contacts: Vec::new(), headers: Vec::new() }
+        Self {
+            status,
+            contacts: Vec::new(),
+            headers: Vec::new(),
+        }
     }
 
     /// Adds a Contact URI (after the ones already given).
@@ -387,12 +465,18 @@ pub enum ReferDecision {
 impl ReferDecision {
     /// `Perform` to the Refer-To target, with no added header.
     pub fn perform() -> Self {
-        ReferDecision::Perform { target: None, headers: Vec::new() }
+        ReferDecision::Perform {
+            target: None,
+            headers: Vec::new(),
+        }
     }
 
     /// `Perform` to `target` instead of the Refer-To target, with no added header.
     pub fn perform_to(target: impl Into<String>) -> Self {
-        ReferDecision::Perform { target: Some(target.into()), headers: Vec::new() }
+        ReferDecision::Perform {
+            target: Some(target.into()),
+            headers: Vec::new(),
+        }
     }
 
     /// Adds `name: value` to the new leg's INVITE if this is `Perform`; other decisions are returned
@@ -456,7 +540,11 @@ impl RecordOptions {
 
     /// Records `legs`, starting on answer, no tags.
     pub fn legs(legs: impl Into<Legs>) -> Self {
-        Self { legs: legs.into(), start: RecordStart::OnAnswer, tags: Vec::new() }
+        Self {
+            legs: legs.into(),
+            start: RecordStart::OnAnswer,
+            tags: Vec::new(),
+        }
     }
 
     /// Starts when the B leg answers (the default).
@@ -639,4 +727,169 @@ pub struct CallSummary {
     pub setup_ms: u64,
     /// From the answer to the end, in milliseconds; 0 if never answered.
     pub talk_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_builder() {
+        let d: InviteDecision = Forward::new()
+            .target("sip:bob@example.com")
+            .invite_header("X-Tenant", "acme")
+            .pass_through(["X-Correlation-Id", "X-Other"])
+            .remove_header("X-Secret")
+            .response_header("X-Handled-By", "tagger")
+            .media(MediaMode::Anchored)
+            .into();
+        let InviteDecision::Forward(f) = d else {
+            panic!("not a forward")
+        };
+        assert_eq!(f.target.as_deref(), Some("sip:bob@example.com"));
+        assert_eq!(f.invite_headers, [Header::new("X-Tenant", "acme")]);
+        assert_eq!(f.pass_through, ["X-Correlation-Id", "X-Other"]);
+        assert_eq!(f.remove_headers, ["X-Secret"]);
+        assert_eq!(f.response_headers, [Header::new("X-Handled-By", "tagger")]);
+        assert_eq!(f.media, Some(MediaMode::Anchored));
+        assert!(!f.is_empty());
+    }
+
+    #[test]
+    fn no_opinion_is_an_empty_forward() {
+        assert_eq!(
+            InviteDecision::default(),
+            InviteDecision::Forward(Forward::new())
+        );
+        assert!(Forward::new().is_empty());
+        assert!(HeaderEdits::new().is_empty());
+        assert_eq!(ReferDecision::default(), ReferDecision::NoOpinion);
+        assert_eq!(RecordingDecision::default(), RecordingDecision::None);
+    }
+
+    #[test]
+    fn reject_and_redirect() {
+        let r: InviteDecision = Reject::new(486)
+            .reason("Busy Here")
+            .header("Retry-After", "30")
+            .into();
+        assert_eq!(
+            r,
+            InviteDecision::Reject(Reject {
+                status: 486,
+                reason: Some("Busy Here".into()),
+                headers: vec![Header::new("Retry-After", "30")],
+            })
+        );
+        let r: InviteDecision = Redirect::new(302)
+            .contact("sip:a@x")
+            .contact("sip:b@y")
+            .into();
+        let InviteDecision::Redirect(r) = r else {
+            panic!("not a redirect")
+        };
+        assert_eq!(
+            (r.status, r.contacts.as_slice()),
+            (302, &["sip:a@x".to_owned(), "sip:b@y".to_owned()][..])
+        );
+        assert_eq!(Reject::new(603).reason, None);
+    }
+
+    #[test]
+    fn header_edits() {
+        let e = HeaderEdits::new()
+            .add("X-A", "1")
+            .remove("X-B")
+            .add("X-C", "2");
+        assert_eq!(e.add, [Header::new("X-A", "1"), Header::new("X-C", "2")]);
+        assert_eq!(e.remove, ["X-B"]);
+    }
+
+    #[test]
+    fn refer_and_recording() {
+        assert_eq!(
+            ReferDecision::perform_to("sip:c@z").with_header("X-T", "1"),
+            ReferDecision::Perform {
+                target: Some("sip:c@z".into()),
+                headers: vec![Header::new("X-T", "1")]
+            }
+        );
+        assert_eq!(
+            ReferDecision::Pass.with_header("X-T", "1"),
+            ReferDecision::Pass
+        );
+        assert_eq!(
+            ReferDecision::perform(),
+            ReferDecision::Perform {
+                target: None,
+                headers: vec![]
+            }
+        );
+        let d = RecordingDecision::record(RecordOptions::both().on_media_connected().tag("k", "v"));
+        assert_eq!(
+            d,
+            RecordingDecision::Record(RecordOptions {
+                legs: Legs::Both,
+                start: RecordStart::OnMediaConnected,
+                tags: vec![("k".into(), "v".into())],
+            })
+        );
+        assert_eq!(RecordOptions::legs(Leg::B).legs, Legs::B);
+        assert_eq!(RecordOptions::both().start, RecordStart::OnAnswer);
+    }
+
+    #[test]
+    fn header_lookup_is_case_insensitive_first_occurrence() {
+        let r = Request {
+            method: "INVITE".into(),
+            uri: "sip:b@x".into(),
+            headers: vec![
+                Header::new("X-Misbehave", "loop"),
+                Header::new("Diversion", "<sip:1@x>"),
+                Header::new("diversion", "<sip:2@x>"),
+            ],
+            body_type: None,
+        };
+        assert_eq!(r.header("x-misbehave"), Some("loop"));
+        assert_eq!(r.header("DIVERSION"), Some("<sip:1@x>"));
+        assert_eq!(
+            r.headers_named("Diversion").collect::<Vec<_>>(),
+            ["<sip:1@x>", "<sip:2@x>"]
+        );
+        assert_eq!(r.header("Missing"), None);
+    }
+
+    #[test]
+    fn header_checks() {
+        assert!(Header::new("X-Tenant", "acme").validate().is_ok());
+        assert!(Header::new("X Bad", "v").validate().is_err());
+        assert!(Header::new("", "v").validate().is_err());
+        assert!(
+            Header::new("X-Evil", "a\r\nInjected: yes")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Header::new("via", "x")
+                .validate()
+                .unwrap_err()
+                .contains("owns")
+        );
+        assert!(Header::new("f", "x").validate().is_err());
+        assert!(check_header_name("Max-Forwards").is_err());
+        assert!(check_header_name("X-Max-Forwards").is_ok());
+        assert!(is_sip_uri("sip:bob@example.com"));
+        assert!(is_sip_uri("SIPS:bob@example.com"));
+        assert!(!is_sip_uri("sip:"));
+        assert!(!is_sip_uri("http://example.com/"));
+        assert!(!is_sip_uri("tel:+44"));
+    }
+
+    #[test]
+    fn names_are_kebab_case() {
+        assert_eq!(CallOutcome::TimedOut.to_string(), "timed-out");
+        assert_eq!(DtmfSource::SipInfo.to_string(), "sip-info");
+        assert_eq!(MediaState::Connected.to_string(), "connected");
+        assert_eq!(Leg::B.to_string(), "b");
+    }
 }

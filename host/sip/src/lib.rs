@@ -8,6 +8,7 @@
 //! - [`transport`]: UDP and TCP drivers, the only code touching sockets.
 #![deny(missing_docs)]
 
+pub mod dialog;
 pub mod message;
 pub mod transaction;
 
@@ -35,3 +36,4 @@ impl TransportKind {
         }
     }
 }
+pub mod transport;

@@ -179,6 +179,22 @@ impl CallPlugins {
         &self.info
     }
 
+    /// True if some plugin still in the call takes `hook`: lets the caller skip building a view of a
+    /// message nobody will look at.
+    pub fn wants(&self, hook: Hook) -> bool {
+        self.slots
+            .iter()
+            .any(|s| !matches!(s.state, SlotState::Out) && s.plugin.hooks().contains(hook))
+    }
+
+    /// The names of the chain's plugins, for the call detail record.
+    pub fn plugin_names(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .map(|s| s.plugin.name().to_string())
+            .collect()
+    }
+
     /// Records the B leg's Call-ID, passed to every later hook.
     pub fn set_b_call_id(&mut self, id: String) {
         self.info.b_call_id = Some(id);

@@ -39,7 +39,10 @@ const USAGE: &str = "`#[callgate_sdk::plugin]` goes on `impl Plugin for YourType
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let mut errors: Vec<Error> = Vec::new();
     if !attr.is_empty() {
-        errors.push(Error::new(attr.span(), "`#[callgate_sdk::plugin]` takes no arguments"));
+        errors.push(Error::new(
+            attr.span(),
+            "`#[callgate_sdk::plugin]` takes no arguments",
+        ));
     }
     let imp: ItemImpl = match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Impl(imp)) => imp,
@@ -78,7 +81,11 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 }
             }
 
+            // Only wasm gets the exports: their names (`callgate:plugin/hooks@0.1.0#init`) are not
+            // valid in a native linker's version script, and native builds are for tests.
+            #[cfg(target_arch = "wasm32")]
             type __CallgateComponent = #sdk::__private::Component<#ty>;
+            #[cfg(target_arch = "wasm32")]
             #sdk::__wit::export!(__CallgateComponent with_types_in #sdk::__wit);
         };
     };
@@ -86,7 +93,10 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
 }
 
 fn first_span(item: &Item) -> Span {
-    item.to_token_stream().into_iter().next().map_or_else(Span::call_site, |t| t.span())
+    item.to_token_stream()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |t| t.span())
 }
 
 /// Checks `impl Plugin for Type` itself: a trait impl of a trait called `Plugin`, not generic,
@@ -99,13 +109,19 @@ fn check_header(imp: &ItemImpl, errors: &mut Vec<Error>) {
         )),
         Some((bang, path, _)) => {
             if let Some(bang) = bang {
-                errors.push(Error::new(bang.span(), format!("{USAGE}: not a negative impl")));
+                errors.push(Error::new(
+                    bang.span(),
+                    format!("{USAGE}: not a negative impl"),
+                ));
             }
             let last = path.segments.last().map(|s| s.ident.to_string());
             if last.as_deref() != Some("Plugin") {
                 errors.push(Error::new(
                     path.span(),
-                    format!("{USAGE}: `{}` is not the `Plugin` trait", path.to_token_stream()),
+                    format!(
+                        "{USAGE}: `{}` is not the `Plugin` trait",
+                        path.to_token_stream()
+                    ),
                 ));
             }
         }
@@ -117,10 +133,16 @@ fn check_header(imp: &ItemImpl, errors: &mut Vec<Error>) {
         ));
     }
     if let Some(unsafety) = &imp.unsafety {
-        errors.push(Error::new(unsafety.span(), format!("{USAGE}: `Plugin` is not an unsafe trait")));
+        errors.push(Error::new(
+            unsafety.span(),
+            format!("{USAGE}: `Plugin` is not an unsafe trait"),
+        ));
     }
     if let Some(default) = &imp.defaultness {
-        errors.push(Error::new(default.span(), format!("{USAGE}: not a `default impl`")));
+        errors.push(Error::new(
+            default.span(),
+            format!("{USAGE}: not a `default impl`"),
+        ));
     }
 }
 
@@ -175,7 +197,11 @@ fn distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
             prev = cur;
         }
     }

@@ -116,9 +116,7 @@ pub fn build_response(
         check("Content-Type", ct)?;
     }
     let raw = req.raw();
-    let mut out = Vec::with_capacity(
-        256 + raw.len().min(2048) + body.map_or(0, |(_, b)| b.len()),
-    );
+    let mut out = Vec::with_capacity(256 + raw.len().min(2048) + body.map_or(0, |(_, b)| b.len()));
     let _ = write!(out, "SIP/2.0 {status} ");
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -214,7 +212,12 @@ impl<'a> RequestBuilder<'a> {
 
     /// Our Via with a given branch: CANCEL and the ACK of a non-2xx reuse the INVITE's branch
     /// (RFC 3261 9.1, 17.1.1.3).
-    pub fn via_with_branch(mut self, transport: &'a str, sent_by: &'a str, branch: &'a str) -> Self {
+    pub fn via_with_branch(
+        mut self,
+        transport: &'a str,
+        sent_by: &'a str,
+        branch: &'a str,
+    ) -> Self {
         self.via = Some((transport, sent_by, Cow::Borrowed(branch)));
         self
     }
@@ -331,7 +334,11 @@ impl<'a> RequestBuilder<'a> {
             check_header(n, v)?;
         }
         let mut out = Vec::with_capacity(
-            384 + self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>()
+            384 + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>()
                 + self.body.map_or(0, |b| b.1.len()),
         );
         let m = self.method.as_str();
@@ -427,14 +434,21 @@ pub(crate) fn build_non2xx_ack(invite: &SipMessage, resp: &SipMessage) -> Bytes 
     line(&mut out, "From", invite.from());
     line(&mut out, "To", resp.to());
     line(&mut out, "Call-ID", invite.call_id());
-    let _ = write!(out, "CSeq: {} ACK\r\nContent-Length: 0\r\n\r\n", invite.cseq());
+    let _ = write!(
+        out,
+        "CSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
+        invite.cseq()
+    );
     Bytes::from(out)
 }
 
 /// Builds a CANCEL for `invite` (RFC 3261 9.1): same Request-URI, Call-ID, From, To, CSeq number and
 /// Route set, and the INVITE's top Via (hence its branch). Send it on its own non-INVITE
 /// [`crate::transaction::ClientTransaction`], and only once a provisional response arrived (9.1).
-pub fn build_cancel(invite: &SipMessage, extra_headers: &[(&str, &str)]) -> Result<SipMessage, BuildError> {
+pub fn build_cancel(
+    invite: &SipMessage,
+    extra_headers: &[(&str, &str)],
+) -> Result<SipMessage, BuildError> {
     if invite.method() != Some(&Method::Invite) {
         return Err(BuildError::NotARequest);
     }

@@ -24,6 +24,7 @@ pub use build::{
 };
 pub use method::Method;
 pub use parse::canonical_name;
+pub(crate) use parse::{find_header_end, parse_u32};
 
 /// The magic cookie every RFC 3261 branch starts with (RFC 3261 8.1.1.7).
 pub const BRANCH_MAGIC: &str = "z9hG4bK";

@@ -198,7 +198,10 @@ fn find_unquoted(buf: &[u8], r: Range<usize>, needle: u8, skip_angle: bool) -> O
 
 /// Iterates `;name[=value]` parameters in `buf[r]` (r starts just after a `;` or at a `;`).
 /// Yields (name span, optional value span), both trimmed.
-fn params(buf: &[u8], r: Range<usize>) -> impl Iterator<Item = (Range<usize>, Option<Range<usize>>)> + '_ {
+fn params(
+    buf: &[u8],
+    r: Range<usize>,
+) -> impl Iterator<Item = (Range<usize>, Option<Range<usize>>)> + '_ {
     let mut pos = r.start;
     let end = r.end;
     std::iter::from_fn(move || {
@@ -234,7 +237,7 @@ pub(crate) fn parse_name_addr(buf: &[u8], r: Range<usize>) -> Option<NameAddr> {
         }
         None => {
             // addr-spec form: parameters after the URI belong to the header (RFC 3261 20.10).
-            if buf[r.clone()].iter().any(|&b| b == b'"') {
+            if buf[r.clone()].contains(&b'"') {
                 return None;
             }
             let semi = find_unquoted(buf, r.clone(), b';', false).unwrap_or(r.end);
@@ -259,11 +262,7 @@ pub(crate) fn parse_name_addr(buf: &[u8], r: Range<usize>) -> Option<NameAddr> {
             }
         }
     }
-    Some(NameAddr {
-        value: r,
-        uri,
-        tag,
-    })
+    Some(NameAddr { value: r, uri, tag })
 }
 
 /// Parses one Via value: `SIP/2.0/UDP host[:port];params`.
@@ -276,7 +275,10 @@ pub(crate) fn parse_via(buf: &[u8], r: Range<usize>) -> Option<Via> {
         return None;
     }
     let t_start = r.start + 8;
-    let t_end = t_start + buf[t_start..r.end].iter().position(|&b| b == b' ' || b == b'\t')?;
+    let t_end = t_start
+        + buf[t_start..r.end]
+            .iter()
+            .position(|&b| b == b' ' || b == b'\t')?;
     if t_end == t_start || !buf[t_start..t_end].iter().all(|&b| is_token_char(b)) {
         return None;
     }
@@ -346,7 +348,10 @@ fn parse_port(digits: &[u8]) -> Option<u16> {
 
 fn parse_start_line(buf: &[u8], line: Range<usize>) -> Result<StartLine, ParseErrorKind> {
     let l = &buf[line.clone()];
-    let sp1 = l.iter().position(|&b| b == b' ').ok_or(ParseErrorKind::BadStartLine)?;
+    let sp1 = l
+        .iter()
+        .position(|&b| b == b' ')
+        .ok_or(ParseErrorKind::BadStartLine)?;
     if l.len() >= 4 && l[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let rest = &l[sp1 + 1..];
@@ -371,10 +376,12 @@ fn parse_start_line(buf: &[u8], line: Range<usize>) -> Result<StartLine, ParseEr
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
     let method = Method::from_token(&l[..sp1]).ok_or(ParseErrorKind::BadStartLine)?;
-    let sp2 = sp1 + 1 + l[sp1 + 1..]
-        .iter()
-        .position(|&b| b == b' ')
-        .ok_or(ParseErrorKind::BadStartLine)?;
+    let sp2 = sp1
+        + 1
+        + l[sp1 + 1..]
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or(ParseErrorKind::BadStartLine)?;
     let uri = line.start + sp1 + 1..line.start + sp2;
     let version = &l[sp2 + 1..];
     if uri.is_empty()
@@ -396,7 +403,10 @@ fn parse_start_line(buf: &[u8], line: Range<usize>) -> Result<StartLine, ParseEr
 
 /// Parses a datagram (or one TCP frame) into an indexed message. See [`SipMessage::parse`].
 pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
-    let fail = |kind| ParseError { kind, request: None };
+    let fail = |kind| ParseError {
+        kind,
+        request: None,
+    };
     // RFC 3261 7.5: implementations should ignore CRLFs before the start line (keep-alives).
     let skip = input
         .iter()
@@ -417,7 +427,10 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
         return Err(fail(ParseErrorKind::BadStartLine));
     }
 
-    let first_lf = buf[..head_end].iter().position(|&b| b == b'\n').unwrap_or(head_end);
+    let first_lf = buf[..head_end]
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(head_end);
     let start_line = trim(&buf, 0..first_lf);
     let start = parse_start_line(&buf, start_line).map_err(fail)?;
 
@@ -452,7 +465,11 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
 
     let mut pos = (first_lf + 1).min(head_end);
     while pos < head_end {
-        let eol = pos + buf[pos..head_end].iter().position(|&b| b == b'\n').unwrap_or(head_end - pos);
+        let eol = pos
+            + buf[pos..head_end]
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(head_end - pos);
         let line = trim(&buf, pos..eol);
         pos = eol + 1;
         if line.is_empty() {
@@ -482,7 +499,9 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
             Some(Known::CallId) => {
                 if call_id.is_some() {
                     set_fatal(ParseErrorKind::DuplicateHeader("Call-ID"));
-                } else if value.is_empty() || buf[value.clone()].iter().any(|&b| b == b' ' || b == b'\t') {
+                } else if value.is_empty()
+                    || buf[value.clone()].iter().any(|&b| b == b' ' || b == b'\t')
+                {
                     set_fatal(ParseErrorKind::BadHeader("Call-ID"));
                 } else {
                     call_id = Some(value.clone());
@@ -493,11 +512,14 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
                     set_fatal(ParseErrorKind::DuplicateHeader("CSeq"));
                 } else {
                     let v = &buf[value.clone()];
-                    let parsed = v.iter().position(|&b| b == b' ' || b == b'\t').and_then(|sp| {
-                        let n = parse_u32(&v[..sp]).filter(|&n| n < (1 << 31))?;
-                        let m = trim(&buf, value.start + sp..value.end);
-                        Some((n, Method::from_token(&buf[m])?))
-                    });
+                    let parsed = v
+                        .iter()
+                        .position(|&b| b == b' ' || b == b'\t')
+                        .and_then(|sp| {
+                            let n = parse_u32(&v[..sp]).filter(|&n| n < (1 << 31))?;
+                            let m = trim(&buf, value.start + sp..value.end);
+                            Some((n, Method::from_token(&buf[m])?))
+                        });
                     match parsed {
                         Some(c) => cseq = Some(c),
                         None => set_fatal(ParseErrorKind::BadHeader("CSeq")),
@@ -548,7 +570,11 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
                     let end = find_unquoted(&buf, value.clone(), b',', true).unwrap_or(value.end);
                     let first = trim(&buf, value.start..end);
                     if &buf[first.clone()] == b"*" {
-                        contact = Some(NameAddr { value: first.clone(), uri: first, tag: None });
+                        contact = Some(NameAddr {
+                            value: first.clone(),
+                            uri: first,
+                            tag: None,
+                        });
                     } else {
                         match parse_name_addr(&buf, first) {
                             Some(na) => contact = Some(na),
@@ -617,7 +643,8 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
     match deferred {
         None => Ok(msg),
         Some(kind) => {
-            let request = matches!(&msg.start, StartLine::Request { method, .. } if *method != Method::Ack);
+            let request =
+                matches!(&msg.start, StartLine::Request { method, .. } if *method != Method::Ack);
             Err(ParseError {
                 kind,
                 request: request.then(|| Box::new(msg)),

@@ -42,7 +42,10 @@ fn indexes_an_invite() {
     assert_eq!(m.content_type(), Some("application/sdp"));
     assert_eq!(m.contact_uri(), Some("sip:alice@pc33.a.example"));
     assert_eq!(&m.body()[..], b"v=0\n");
-    assert_eq!(m.header("p-asserted-identity"), Some("<sip:alice@a.example>"));
+    assert_eq!(
+        m.header("p-asserted-identity"),
+        Some("<sip:alice@a.example>")
+    );
     let rsip = m.to_rsip().unwrap();
     assert!(rsip.is_request());
 }
@@ -77,11 +80,31 @@ fn udp_extra_bytes_are_discarded_and_short_body_is_an_error() {
 #[test]
 fn strictness_faults_are_named() {
     let cases: &[(&str, ParseErrorKind, bool)] = &[
-        ("Content-Length: 4\r\n", ParseErrorKind::BadHeader("Content-Length"), true),
-        ("CSeq: 314159 INVITE\r\n", ParseErrorKind::CSeqMethodMismatch, true),
-        ("Max-Forwards: 70\r\n", ParseErrorKind::HeaderWithoutColon, true),
-        ("Call-ID: a84b4c76e66710@pc33.a.example\r\n", ParseErrorKind::MissingHeader("Call-ID"), false),
-        ("CSeq: 314159 INVITE\r\n", ParseErrorKind::BadHeader("CSeq"), false),
+        (
+            "Content-Length: 4\r\n",
+            ParseErrorKind::BadHeader("Content-Length"),
+            true,
+        ),
+        (
+            "CSeq: 314159 INVITE\r\n",
+            ParseErrorKind::CSeqMethodMismatch,
+            true,
+        ),
+        (
+            "Max-Forwards: 70\r\n",
+            ParseErrorKind::HeaderWithoutColon,
+            true,
+        ),
+        (
+            "Call-ID: a84b4c76e66710@pc33.a.example\r\n",
+            ParseErrorKind::MissingHeader("Call-ID"),
+            false,
+        ),
+        (
+            "CSeq: 314159 INVITE\r\n",
+            ParseErrorKind::BadHeader("CSeq"),
+            false,
+        ),
     ];
     let replacements = [
         "Content-Length: 4x\r\n",
@@ -98,11 +121,15 @@ fn strictness_faults_are_named() {
     let err = parse(&INVITE.replace("SIP/2.0\r\nVia", "SIP/3.0\r\nVia")).unwrap_err();
     assert_eq!(err.kind, ParseErrorKind::BadVersion);
     assert!(err.respondable().is_some());
-    let err = parse(&INVITE.replace("INVITE sip:bob@b.example SIP/2.0", "INVITE  SIP/2.0")).unwrap_err();
+    let err =
+        parse(&INVITE.replace("INVITE sip:bob@b.example SIP/2.0", "INVITE  SIP/2.0")).unwrap_err();
     assert_eq!(err.kind, ParseErrorKind::BadStartLine);
     assert!(err.respondable().is_none());
     assert_eq!(parse("\r\n\r\n").unwrap_err().kind, ParseErrorKind::Empty);
-    assert_eq!(parse("INVITE sip:a SIP/2.0\r\nVia: x").unwrap_err().kind, ParseErrorKind::Truncated);
+    assert_eq!(
+        parse("INVITE sip:a SIP/2.0\r\nVia: x").unwrap_err().kind,
+        ParseErrorKind::Truncated
+    );
 }
 
 #[test]
@@ -129,7 +156,10 @@ fn response_copies_per_8_2_6() {
     assert_eq!(r.body().len(), 0);
     // An existing To tag is kept, not doubled.
     let r2 = SipMessage::parse(
-        build_response(&r_as_request(&r), 200, "OK", &[], Some("other"), None).unwrap().bytes().clone(),
+        build_response(&r_as_request(&r), 200, "OK", &[], Some("other"), None)
+            .unwrap()
+            .bytes()
+            .clone(),
     )
     .unwrap();
     assert_eq!(r2.to_tag(), Some("totag"));
@@ -183,7 +213,10 @@ fn request_builder_round_trip_and_copy() {
     assert_eq!(m.vias().count(), 1, "Via is never copied");
     assert_eq!(m.call_id(), cid);
     assert_eq!(m.from_tag(), Some(tag.as_str()));
-    assert_eq!(m.header("P-Asserted-Identity"), Some("<sip:alice@a.example>"));
+    assert_eq!(
+        m.header("P-Asserted-Identity"),
+        Some("<sip:alice@a.example>")
+    );
     assert_eq!(m.routes().collect::<Vec<_>>(), ["<sip:proxy;lr>"]);
     assert_eq!(&m.body()[..], b"v=0\r\n");
     assert_eq!(m.max_forwards(), Some(70));
@@ -193,16 +226,23 @@ fn request_builder_round_trip_and_copy() {
 #[test]
 fn received_and_rport_fill_in() {
     let m = parse(INVITE).unwrap();
-    let m2 = m.with_via_received("192.0.2.7:40000".parse().unwrap()).unwrap();
+    let m2 = m
+        .with_via_received("192.0.2.7:40000".parse().unwrap())
+        .unwrap();
     let v = m2.top_via();
     assert_eq!(v.received(), Some("192.0.2.7"));
     assert_eq!(v.rport(), Some(Some(40000)));
     assert_eq!(v.branch(), Some("z9hG4bK776asdhds"));
     assert_eq!(m2.vias().count(), 3);
     assert_eq!(m2.body(), m.body());
-    let plain = INVITE.replace(";rport,", ",").replace("pc33.a.example:5060", "192.0.2.7:5060");
+    let plain = INVITE
+        .replace(";rport,", ",")
+        .replace("pc33.a.example:5060", "192.0.2.7:5060");
     let p = parse(&plain).unwrap();
-    assert!(p.with_via_received("192.0.2.7:5060".parse().unwrap()).is_none());
+    assert!(
+        p.with_via_received("192.0.2.7:5060".parse().unwrap())
+            .is_none()
+    );
 }
 
 /// xorshift64*: deterministic, so a failure reproduces.
@@ -224,7 +264,10 @@ fn mutated_and_truncated_input_never_panics() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let seeds = [INVITE.as_bytes().to_vec(), {
         let req = parse(INVITE).unwrap();
-        build_response(&req, 200, "OK", &[], Some("t"), Some(("a/b", b"xyz"))).unwrap().bytes().to_vec()
+        build_response(&req, 200, "OK", &[], Some("t"), Some(("a/b", b"xyz")))
+            .unwrap()
+            .bytes()
+            .to_vec()
     }];
     let specials = b"\r\n:;,<>\"= \t\0\xff[]@";
     let mut parsed = 0;
@@ -271,5 +314,8 @@ fn mutated_and_truncated_input_never_panics() {
             }
         }
     }
-    assert!(parsed > 100, "the mutator should leave some messages valid ({parsed})");
+    assert!(
+        parsed > 100,
+        "the mutator should leave some messages valid ({parsed})"
+    );
 }

@@ -192,17 +192,15 @@ impl ClientTransaction {
     fn state_name(&self) -> &'static str {
         match self.state {
             State::Invite(InviteState::Calling) => "Calling",
-            State::Invite(InviteState::Proceeding) | State::NonInvite(NonInviteState::Proceeding) => {
-                "Proceeding"
-            }
+            State::Invite(InviteState::Proceeding)
+            | State::NonInvite(NonInviteState::Proceeding) => "Proceeding",
             State::Invite(InviteState::Accepted) => "Accepted",
             State::Invite(InviteState::Completed) | State::NonInvite(NonInviteState::Completed) => {
                 "Completed"
             }
             State::NonInvite(NonInviteState::Trying) => "Trying",
-            State::Invite(InviteState::Terminated) | State::NonInvite(NonInviteState::Terminated) => {
-                "Terminated"
-            }
+            State::Invite(InviteState::Terminated)
+            | State::NonInvite(NonInviteState::Terminated) => "Terminated",
         }
     }
 
@@ -223,12 +221,20 @@ impl ClientTransaction {
 
     /// Feeds a response that matched [`Self::key`]. Returns `NotMatching` (state untouched) for a
     /// message that is not a response of this transaction.
-    pub fn handle_message(&mut self, now: Instant, resp: SipMessage) -> Result<(), TransactionError> {
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        resp: SipMessage,
+    ) -> Result<(), TransactionError> {
         let status = resp.status().ok_or(TransactionError::WrongKind)?;
         if TransactionKey::for_response(&resp).as_ref() != Some(&self.key) {
             return Err(TransactionError::NotMatching);
         }
-        trace!(status, state = self.state_name(), "client transaction response");
+        trace!(
+            status,
+            state = self.state_name(),
+            "client transaction response"
+        );
         match self.state {
             State::Invite(s) => self.recv_invite_response(now, s, status, resp),
             State::NonInvite(s) => self.recv_non_invite_response(now, s, status, resp),
@@ -236,7 +242,13 @@ impl ClientTransaction {
         Ok(())
     }
 
-    fn recv_invite_response(&mut self, now: Instant, s: InviteState, status: u16, resp: SipMessage) {
+    fn recv_invite_response(
+        &mut self,
+        now: Instant,
+        s: InviteState,
+        status: u16,
+        resp: SipMessage,
+    ) {
         use InviteState::*;
         match (s, status) {
             (Calling | Proceeding, 100..=199) => {

@@ -48,6 +48,9 @@ pub struct Transmit {
 }
 
 /// What a transaction tells its TU.
+// Nearly every event is a `Response`; boxing it would add an allocation to the common case to save a
+// memcpy in the rare ones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Event {
     /// Client: a response for the TU. Every 1xx and 2xx, the first non-2xx final; retransmitted
@@ -137,11 +140,13 @@ impl TransactionKey {
         let branch = via.branch().filter(|b| b.starts_with(BRANCH_MAGIC))?;
         let mut sent_by = via.host().to_ascii_lowercase();
         // A missing port is the transport default; comparing it explicitly makes "h" equal "h:5060".
-        let port = via.port().unwrap_or(if via.transport().eq_ignore_ascii_case("TLS") {
-            5061
-        } else {
-            5060
-        });
+        let port = via
+            .port()
+            .unwrap_or(if via.transport().eq_ignore_ascii_case("TLS") {
+                5061
+            } else {
+                5060
+            });
         sent_by.push(':');
         sent_by.push_str(&port.to_string());
         Some(TransactionKey {

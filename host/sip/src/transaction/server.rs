@@ -162,18 +162,16 @@ impl ServerTransaction {
 
     fn state_name(&self) -> &'static str {
         match self.state {
-            State::Invite(InviteState::Proceeding) | State::NonInvite(NonInviteState::Proceeding) => {
-                "Proceeding"
-            }
+            State::Invite(InviteState::Proceeding)
+            | State::NonInvite(NonInviteState::Proceeding) => "Proceeding",
             State::Invite(InviteState::Accepted) => "Accepted",
             State::Invite(InviteState::Completed) | State::NonInvite(NonInviteState::Completed) => {
                 "Completed"
             }
             State::Invite(InviteState::Confirmed) => "Confirmed",
             State::NonInvite(NonInviteState::Trying) => "Trying",
-            State::Invite(InviteState::Terminated) | State::NonInvite(NonInviteState::Terminated) => {
-                "Terminated"
-            }
+            State::Invite(InviteState::Terminated)
+            | State::NonInvite(NonInviteState::Terminated) => "Terminated",
         }
     }
 
@@ -200,7 +198,11 @@ impl ServerTransaction {
 
     /// Feeds a request that matched [`Self::key`]: a retransmission (answered with the last
     /// response) or, for INVITE, the ACK of a non-2xx final (absorbed, stops Timer G).
-    pub fn handle_message(&mut self, now: Instant, req: SipMessage) -> Result<(), TransactionError> {
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        req: SipMessage,
+    ) -> Result<(), TransactionError> {
         let method = req.method().ok_or(TransactionError::WrongKind)?.clone();
         if TransactionKey::for_request(&req).as_ref() != Some(&self.key) {
             return Err(TransactionError::NotMatching);
@@ -293,13 +295,7 @@ impl ServerTransaction {
                     self.terminate();
                 }
                 Timer::I | Timer::J | Timer::L => self.terminate(),
-                Timer::A
-                | Timer::B
-                | Timer::D
-                | Timer::E
-                | Timer::F
-                | Timer::K
-                | Timer::M => {}
+                Timer::A | Timer::B | Timer::D | Timer::E | Timer::F | Timer::K | Timer::M => {}
             }
         }
     }

@@ -68,3 +68,35 @@ impl Plugin for Misbehave {
         HeaderEdits::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callgate_sdk::__private::{Export, HookSet};
+
+    #[test]
+    fn asks_for_invite_and_response_only() {
+        assert_eq!(
+            <Misbehave as Export>::hooks(),
+            HookSet::INVITE | HookSet::RESPONSE
+        );
+    }
+
+    #[test]
+    fn init_fails_on_request() {
+        let c = Config::from_json(r#"{"on-init": "fail"}"#).unwrap();
+        assert_eq!(
+            Misbehave::new(&c).err().as_deref(),
+            Some("misbehave: init refused by config")
+        );
+        assert!(Misbehave::new(&Config::default()).is_ok());
+    }
+
+    #[test]
+    fn header_values() {
+        assert_eq!(wanted(Some("loop")), Some("loop"));
+        assert_eq!(wanted(Some(" HOG ")), Some("hog"));
+        assert_eq!(wanted(Some("trapped")), None);
+        assert_eq!(wanted(None), None);
+    }
+}

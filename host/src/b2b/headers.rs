@@ -1,0 +1,227 @@
+//! Which headers cross from one leg to the other, and helpers to read name-addr values.
+
+use callgate_sip::message::SipMessage;
+
+use crate::plugin::decision::{Header, HeaderEdits};
+
+/// Headers that describe a hop, a dialog or framing on one leg. They never cross to the other leg:
+/// the host writes its own for each leg.
+const LEG_LOCAL: &[&str] = &[
+    "via",
+    "v",
+    "from",
+    "f",
+    "to",
+    "t",
+    "call-id",
+    "i",
+    "cseq",
+    "contact",
+    "m",
+    "route",
+    "record-route",
+    "max-forwards",
+    "content-length",
+    "l",
+    "content-type",
+    "c",
+    "rseq",
+    "rack",
+];
+
+fn is_leg_local(name: &str) -> bool {
+    LEG_LOCAL.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// Headers of A's INVITE that go to B's without any plugin asking: session timers (RFC 4028), so that
+/// the parties refresh the session end to end and the gateway relays the refreshes.
+pub(crate) const DEFAULT_PASS_THROUGH: &[&str] = &["Session-Expires", "Min-SE", "Allow"];
+
+/// The end-to-end headers of an in-dialog request or of a response relayed to the other leg: all but
+/// the leg-local ones. A `Supported`/`Require` naming `100rel` is dropped, as the gateway does not
+/// relay reliable provisionals.
+pub(crate) fn end_to_end(msg: &SipMessage) -> Vec<(String, String)> {
+    msg.headers()
+        .filter(|(n, _)| !is_leg_local(n))
+        .filter_map(|(n, v)| {
+            let canonical = callgate_sip::message::canonical_name(n);
+            if canonical.eq_ignore_ascii_case("supported")
+                || canonical.eq_ignore_ascii_case("require")
+            {
+                let kept: Vec<&str> = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.eq_ignore_ascii_case("100rel") && !t.is_empty())
+                    .collect();
+                return (!kept.is_empty()).then(|| (n.to_string(), kept.join(", ")));
+            }
+            Some((n.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// Applies plugin edits: removes every header named in `edits.remove`, then appends `edits.add`.
+pub(crate) fn apply_edits(headers: &mut Vec<(String, String)>, edits: &HeaderEdits) {
+    if !edits.remove.is_empty() {
+        headers.retain(|(n, _)| !edits.remove.iter().any(|r| r.eq_ignore_ascii_case(n)));
+    }
+    headers.extend(edits.add.iter().map(|h| (h.name.clone(), h.value.clone())));
+}
+
+/// Appends plugin headers.
+pub(crate) fn add(headers: &mut Vec<(String, String)>, add: &[Header]) {
+    headers.extend(add.iter().map(|h| (h.name.clone(), h.value.clone())));
+}
+
+/// A From/To value without its `tag` parameter, as a new leg's From/To is written with our own tag.
+pub(crate) fn without_tag(value: &str) -> String {
+    // Parameters after the name-addr's closing bracket (or after the URI when there is none).
+    let params_start = value.rfind('>').map_or(0, |i| i + 1);
+    let (head, params) = value.split_at(params_start);
+    let kept: Vec<&str> = params
+        .split(';')
+        .filter(|p| {
+            let p = p.trim();
+            !p.is_empty() && !p.to_ascii_lowercase().starts_with("tag=")
+        })
+        .collect();
+    let mut out = head.trim_end().to_string();
+    if head.is_empty() {
+        // A bare URI: its own parameters other than tag stay.
+        let mut parts = value.split(';');
+        out = parts.next().unwrap_or("").trim().to_string();
+        for p in parts {
+            let p = p.trim();
+            if !p.is_empty() && !p.to_ascii_lowercase().starts_with("tag=") {
+                out.push(';');
+                out.push_str(p);
+            }
+        }
+        return out;
+    }
+    for p in kept {
+        out.push(';');
+        out.push_str(p.trim());
+    }
+    out
+}
+
+/// Host and port of a SIP URI (`sip:user@host:port;params`), for sending to it.
+pub(crate) fn uri_host_port(uri: &str) -> Option<(String, u16)> {
+    let rest = uri.split_once(':')?.1;
+    let rest = rest.trim_start_matches('<');
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hostport = hostport.split([';', '?', '>']).next()?;
+    if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, tail) = v6.split_once(']')?;
+        let port = tail
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(5060);
+        return Some((host.to_string(), port));
+    }
+    match hostport.split_once(':') {
+        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+        None => Some((hostport.to_string(), 5060)),
+    }
+}
+
+/// The URI inside a name-addr (`"A" <sip:a@h>;x=y` -> `sip:a@h`), or the value itself.
+pub(crate) fn uri_of(value: &str) -> &str {
+    match (value.find('<'), value.find('>')) {
+        (Some(s), Some(e)) if s < e => &value[s + 1..e],
+        _ => value.split(';').next().unwrap_or(value).trim(),
+    }
+}
+
+/// The standard reason phrase of a status code (RFC 3261 21 and friends).
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        410 => "Gone",
+        415 => "Unsupported Media Type",
+        420 => "Bad Extension",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        s if s < 200 => "Session Progress",
+        s if s < 300 => "OK",
+        s if s < 400 => "Redirect",
+        s if s < 500 => "Client Error",
+        s if s < 600 => "Server Error",
+        _ => "Global Failure",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_removed_and_other_params_kept() {
+        assert_eq!(
+            without_tag("\"Alice\" <sip:alice@a.example>;tag=123;x=y"),
+            "\"Alice\" <sip:alice@a.example>;x=y"
+        );
+        assert_eq!(without_tag("<sip:bob@b>"), "<sip:bob@b>");
+        assert_eq!(without_tag("sip:bob@b;tag=9"), "sip:bob@b");
+    }
+
+    #[test]
+    fn host_and_port_of_uris() {
+        assert_eq!(
+            uri_host_port("sip:bob@127.0.0.1:5080"),
+            Some(("127.0.0.1".into(), 5080))
+        );
+        assert_eq!(
+            uri_host_port("sip:127.0.0.1;transport=udp"),
+            Some(("127.0.0.1".into(), 5060))
+        );
+        assert_eq!(
+            uri_host_port("sips:a@[::1]:5061"),
+            Some(("::1".into(), 5061))
+        );
+        assert_eq!(
+            uri_host_port("<sip:gw@10.0.0.1:5062>"),
+            Some(("10.0.0.1".into(), 5062))
+        );
+    }
+
+    #[test]
+    fn uri_inside_name_addr() {
+        assert_eq!(uri_of("\"A\" <sip:a@h>;x=y"), "sip:a@h");
+        assert_eq!(uri_of("sip:a@h;tag=1"), "sip:a@h");
+    }
+}

@@ -1,0 +1,324 @@
+//! The back-to-back bridge: the call registry and dispatcher, and one actor task per call owning both
+//! legs, their transactions and the call's plugin instances.
+//!
+//! Messages reach a call by a hash lookup on the Call-ID (the A leg's, as the caller chose it, and the
+//! B leg's, which the gateway chose); there is no task or channel per transaction. Out-of-dialog
+//! requests that need no call (OPTIONS, unknown dialogs, methods we do not serve) are answered here,
+//! statelessly.
+
+mod call;
+pub(crate) mod headers;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use callgate_sip::TransportKind;
+use callgate_sip::message::{Method, SipMessage, build_response, new_tag};
+use callgate_sip::transaction::TimerConfig;
+use callgate_sip::transport::{
+    Incoming, TcpConfig, TcpTransport, UdpTransport, response_destination,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::cdr::CdrWriter;
+use crate::config::{Config, TransferDefault};
+use crate::metrics::Metrics;
+use crate::plugin::{Chain, ControlSupport};
+
+/// Methods the gateway serves, for Allow headers.
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY, MESSAGE";
+
+/// How many messages may wait for one call actor before more are dropped (UDP peers retransmit).
+const CALL_QUEUE: usize = 64;
+
+/// What the call layer needs from the config, resolved once.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub sip_timers: TimerConfig,
+    pub no_provisional: Duration,
+    pub no_final: Duration,
+    pub no_ack: Duration,
+    pub default_route: Option<String>,
+    pub transfer_default: TransferDefault,
+    pub transfer_reject_status: u16,
+    /// `host:port` written in our Via headers.
+    pub sent_by: String,
+    /// Our Contact value.
+    pub contact: String,
+    pub support: ControlSupport,
+}
+
+/// Both transports, for sending from any task.
+#[derive(Clone)]
+pub(crate) struct Net {
+    udp: UdpTransport,
+    tcp: Option<TcpTransport>,
+}
+
+impl Net {
+    /// Sends without waiting: UDP at once, TCP on a task of its own (a stream write may wait).
+    pub fn send(&self, kind: TransportKind, dest: SocketAddr, bytes: Bytes) {
+        match (kind, &self.tcp) {
+            (TransportKind::Tcp, Some(tcp)) => {
+                let tcp = tcp.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = tcp.send(bytes, dest).await {
+                        debug!(%dest, error = %e, "tcp send failed");
+                    }
+                });
+            }
+            _ => {
+                if let Err(e) = self.udp.try_send(&bytes, dest) {
+                    debug!(%dest, error = %e, "udp send failed");
+                }
+            }
+        }
+    }
+}
+
+/// An incoming message for a call.
+pub(crate) type Inbound = Incoming;
+
+pub(crate) struct Shared {
+    pub settings: Settings,
+    pub chain: ArcSwap<Chain>,
+    calls: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
+    net: std::sync::OnceLock<Net>,
+    next_ref: AtomicU64,
+    pub metrics: Arc<Metrics>,
+    pub cdr: Option<CdrWriter>,
+}
+
+impl Shared {
+    pub fn net(&self) -> &Net {
+        self.net
+            .get()
+            .expect("transports bound before any message arrives")
+    }
+
+    /// Removes a finished call's Call-IDs from the registry.
+    pub fn unregister(&self, call_ids: &[&str]) {
+        if let Ok(mut calls) = self.calls.lock() {
+            for id in call_ids {
+                calls.remove(*id);
+            }
+        }
+    }
+
+    /// Registers another Call-ID (the B leg's) for a call.
+    pub fn register(&self, call_id: &str, tx: mpsc::Sender<Inbound>) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.insert(call_id.to_string(), tx);
+        }
+    }
+
+    /// Routes one received message. Runs on a transport's receive task: never blocks.
+    fn dispatch(self: &Arc<Self>, inc: Incoming) {
+        let msg = &inc.msg;
+        self.metrics.message_in(msg);
+        let existing = self
+            .calls
+            .lock()
+            .ok()
+            .and_then(|c| c.get(msg.call_id()).cloned());
+        if let Some(tx) = existing {
+            match tx.try_send(inc) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    warn!("call queue full; message dropped (the peer will retransmit)");
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(inc)) => {
+                    self.unregister(&[inc.msg.call_id()]);
+                    return self.out_of_dialog(inc);
+                }
+            }
+        }
+        self.out_of_dialog(inc);
+    }
+
+    fn out_of_dialog(self: &Arc<Self>, inc: Incoming) {
+        let msg = &inc.msg;
+        if !msg.is_request() {
+            debug!(
+                call_id = msg.call_id(),
+                "response for no known call dropped"
+            );
+            return;
+        }
+        let method = msg.method().cloned().unwrap_or(Method::Ack);
+        let in_dialog = msg.to_tag().is_some();
+        match method {
+            Method::Invite if !in_dialog => self.new_call(inc),
+            Method::Ack => debug!(call_id = msg.call_id(), "ACK for no known call dropped"),
+            Method::Options if !in_dialog => self.reply(
+                &inc,
+                200,
+                &[("Allow", ALLOW), ("Accept", "application/sdp")],
+            ),
+            Method::Register | Method::Subscribe | Method::Publish | Method::Message
+                if !in_dialog =>
+            {
+                self.reply(&inc, 405, &[("Allow", ALLOW)])
+            }
+            _ => self.reply(&inc, 481, &[]),
+        }
+    }
+
+    /// Answers a request statelessly (no call, no transaction: a retransmission gets the same answer).
+    pub fn reply(&self, inc: &Incoming, status: u16, extra: &[(&str, &str)]) {
+        let tag = new_tag();
+        let to_tag = (status > 100).then_some(tag.as_str());
+        match build_response(
+            &inc.msg,
+            status,
+            headers::reason_phrase(status),
+            extra,
+            to_tag,
+            None,
+        ) {
+            Ok(r) => {
+                let dest = response_destination(&inc.msg, inc.source, inc.transport);
+                self.metrics.response_out(status);
+                debug!(%dest, status, "stateless response\n{}", String::from_utf8_lossy(r.bytes()));
+                self.net().send(inc.transport, dest, r.bytes().clone());
+            }
+            Err(e) => debug!(error = %e, "could not answer"),
+        }
+    }
+
+    fn new_call(self: &Arc<Self>, inc: Incoming) {
+        let (tx, rx) = mpsc::channel(CALL_QUEUE);
+        let call_ref = self.next_ref.fetch_add(1, Ordering::Relaxed);
+        self.register(inc.msg.call_id(), tx.clone());
+        let shared = self.clone();
+        tokio::spawn(call::run(shared, call_ref, inc, tx, rx));
+    }
+}
+
+/// A running gateway: transports bound, calls served until it is dropped.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    udp_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
+}
+
+impl Gateway {
+    /// Binds the transports and starts serving calls through `chain`.
+    pub async fn start(
+        config: &Config,
+        chain: Chain,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let cdr = match &config.cdr.path {
+            Some(p) => Some(CdrWriter::open(p)?),
+            None => None,
+        };
+        let placeholder = Settings {
+            sip_timers: config.timers.sip(),
+            no_provisional: Duration::from_millis(config.timers.no_provisional_ms),
+            no_final: Duration::from_millis(config.timers.no_final_ms),
+            no_ack: Duration::from_millis(config.timers.no_ack_ms),
+            default_route: config.routing.default_route.clone(),
+            transfer_default: config.transfer.default,
+            transfer_reject_status: config.transfer.reject_status,
+            sent_by: String::new(),
+            contact: String::new(),
+            support: ControlSupport {
+                hang_up: true,
+                ..Default::default()
+            },
+        };
+        // The handler needs the shared state and the shared state needs the bound address: bind
+        // with a handler that reads the state through a cell filled right after.
+        let cell: Arc<std::sync::OnceLock<Arc<Shared>>> = Arc::new(std::sync::OnceLock::new());
+        let handler: callgate_sip::transport::Handler = {
+            let cell = cell.clone();
+            Arc::new(move |inc: Incoming| {
+                if let Some(s) = cell.get() {
+                    s.dispatch(inc);
+                }
+            })
+        };
+        let udp = UdpTransport::bind(config.listen.udp, handler.clone())?;
+        let udp_addr = udp.local_addr();
+        let tcp = match config.listen.tcp {
+            Some(addr) => Some(TcpTransport::bind(addr, handler, TcpConfig::default()).await?),
+            None => None,
+        };
+        let tcp_addr = tcp.as_ref().map(|t| t.local_addr());
+        let sent_by = config
+            .listen
+            .advertise
+            .clone()
+            .unwrap_or_else(|| udp_addr.to_string());
+        let mut settings = placeholder;
+        settings.contact = format!("<sip:callgate@{sent_by}>");
+        settings.sent_by = sent_by;
+        let shared = Arc::new(Shared {
+            settings,
+            chain: ArcSwap::from_pointee(chain),
+            calls: Mutex::new(HashMap::new()),
+            net: std::sync::OnceLock::new(),
+            next_ref: AtomicU64::new(1),
+            metrics,
+            cdr,
+        });
+        let _ = shared.net.set(Net { udp, tcp });
+        let _ = cell.set(shared.clone());
+        tracing::info!(udp = %udp_addr, tcp = ?tcp_addr, "gateway listening");
+        Ok(Self {
+            shared,
+            udp_addr,
+            tcp_addr,
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// The bound TCP address, if TCP is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// Replaces the plugin chain: new calls get the new one, calls in flight keep theirs.
+    pub fn set_chain(&self, chain: Chain) {
+        self.shared.chain.store(Arc::new(chain));
+    }
+
+    /// The current plugin chain.
+    pub fn chain(&self) -> Arc<Chain> {
+        self.shared.chain.load_full()
+    }
+
+    /// A function returning the current chain, for the metrics endpoint.
+    pub fn chain_source(&self) -> impl Fn() -> Arc<Chain> + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.chain.load_full()
+    }
+
+    /// Calls in the registry (in progress, or lingering to absorb retransmissions).
+    pub fn calls_in_registry(&self) -> usize {
+        self.shared.calls.lock().map(|c| c.len()).unwrap_or(0)
+    }
+}
+
+/// A `SipMessage` that failed to be relayed because building it failed: the peer's input was odd.
+pub(crate) fn log_build_error(what: &str, e: &dyn std::fmt::Display) {
+    warn!("could not build {what}: {e}");
+}
+
+/// Bytes of a message for debug logs.
+pub(crate) fn show(msg: &SipMessage) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(msg.as_bytes())
+}

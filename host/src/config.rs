@@ -1,0 +1,252 @@
+//! The gateway's configuration: a TOML file over embedded defaults. Every section and key is
+//! documented here; an unknown key or a bad value is a start-up error naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::plugin::decision::MediaMode;
+use crate::plugin::{PluginSpec, RuntimeConfig};
+
+/// The defaults, also the reference config shipped as `callgate.toml`'s base.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Where the gateway listens for SIP.
+    pub listen: ListenConfig,
+    /// Where calls go when no plugin chooses a target.
+    pub routing: RoutingConfig,
+    /// RFC 3261 timers and the gateway's setup-phase limits.
+    pub timers: TimersConfig,
+    /// The plugin runtime as a whole.
+    pub runtime: RuntimeConfig,
+    /// The plugin chain, in order.
+    #[serde(default)]
+    pub plugins: Vec<PluginSpec>,
+    /// REFER handling when no plugin decides.
+    pub transfer: TransferConfig,
+    /// The metrics endpoint.
+    pub metrics: MetricsConfig,
+    /// Call detail records.
+    pub cdr: CdrConfig,
+}
+
+/// Listening sockets.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ListenConfig {
+    /// UDP address, e.g. `127.0.0.1:5060`.
+    pub udp: SocketAddr,
+    /// TCP address; none to disable TCP.
+    #[serde(default)]
+    pub tcp: Option<SocketAddr>,
+    /// The host[:port] written in our Via and Contact; defaults to the UDP address.
+    #[serde(default)]
+    pub advertise: Option<String>,
+}
+
+/// Routing defaults.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// The B-leg Request-URI when no plugin sets a target (a SIP URI); none answers such calls 404.
+    #[serde(default)]
+    pub default_route: Option<String>,
+    /// Media mode when no plugin chooses.
+    pub media: MediaMode,
+}
+
+/// Timers, in milliseconds.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TimersConfig {
+    /// RFC 3261 T1 (RTT estimate).
+    pub t1_ms: u64,
+    /// RFC 3261 T2 (maximum retransmit interval for non-INVITE requests and INVITE responses).
+    pub t2_ms: u64,
+    /// RFC 3261 T4 (maximum time a message stays in the network).
+    pub t4_ms: u64,
+    /// B leg: no provisional response this long after the INVITE: give up on it.
+    pub no_provisional_ms: u64,
+    /// B leg: no final response this long after the first provisional: CANCEL it.
+    pub no_final_ms: u64,
+    /// A leg: no ACK this long after our 2xx: hang up both legs.
+    pub no_ack_ms: u64,
+}
+
+impl TimersConfig {
+    /// The transaction layer's timer settings.
+    pub fn sip(&self) -> callgate_sip::transaction::TimerConfig {
+        callgate_sip::transaction::TimerConfig {
+            t1: Duration::from_millis(self.t1_ms),
+            t2: Duration::from_millis(self.t2_ms),
+            t4: Duration::from_millis(self.t4_ms),
+        }
+    }
+}
+
+/// What to do with REFER when no plugin decides.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TransferConfig {
+    /// `reject` (with `reject-status`) or `pass` (relay to the other party).
+    pub default: TransferDefault,
+    /// Status for `reject`.
+    pub reject_status: u16,
+}
+
+/// The default REFER action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransferDefault {
+    /// Answer the REFER with an error.
+    Reject,
+    /// Relay it to the other party.
+    Pass,
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the HTTP endpoint (`/metrics`); none disables it. Keep it on loopback.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Call detail records.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CdrConfig {
+    /// JSON-lines file the records are appended to; none disables them.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+impl Config {
+    /// The embedded defaults.
+    pub fn defaults() -> Self {
+        Self::from_toml(DEFAULT_TOML).expect("embedded default config is valid")
+    }
+
+    /// Parses a config: `text` is merged over the embedded defaults, table by table.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let mut base: toml::Table = DEFAULT_TOML.parse().context("embedded defaults")?;
+        let over: toml::Table = text.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+        merge(&mut base, over);
+        let cfg: Config = toml::Value::Table(base)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("config {}", path.display()))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        use crate::plugin::validate::check_sip_uri;
+        if let Some(r) = &self.routing.default_route {
+            check_sip_uri(r).map_err(|e| anyhow::anyhow!("routing.default-route: {e}"))?;
+        }
+        anyhow::ensure!(
+            self.routing.media == MediaMode::Direct,
+            "routing.media = \"anchored\" is not available yet: this build relays SDP end to end"
+        );
+        let t = &self.timers;
+        for (k, v) in [
+            ("timers.t1-ms", t.t1_ms),
+            ("timers.t2-ms", t.t2_ms),
+            ("timers.t4-ms", t.t4_ms),
+            ("timers.no-provisional-ms", t.no_provisional_ms),
+            ("timers.no-final-ms", t.no_final_ms),
+            ("timers.no-ack-ms", t.no_ack_ms),
+        ] {
+            anyhow::ensure!(v > 0, "{k} must be positive");
+        }
+        anyhow::ensure!(
+            t.t2_ms >= t.t1_ms,
+            "timers.t2-ms must be at least timers.t1-ms"
+        );
+        anyhow::ensure!(
+            (400..=699).contains(&self.transfer.reject_status),
+            "transfer.reject-status must be 400-699"
+        );
+        let mut names = std::collections::HashSet::new();
+        for p in &self.plugins {
+            anyhow::ensure!(
+                names.insert(&p.name),
+                "plugins: name `{}` appears twice",
+                p.name
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Merges `over` into `base`: tables recursively, everything else (arrays included) replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() {
+        let c = Config::defaults();
+        assert_eq!(c.listen.udp.port(), 5060);
+        assert!(c.plugins.is_empty());
+    }
+
+    #[test]
+    fn a_file_overrides_one_key_and_keeps_the_rest() {
+        let c = Config::from_toml("[timers]\nt1-ms = 250\n").unwrap();
+        assert_eq!(c.timers.t1_ms, 250);
+        assert_eq!(c.timers.t2_ms, 4000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = Config::from_toml("[timers]\nt1-msec = 250\n").unwrap_err();
+        assert!(format!("{e:#}").contains("t1-msec"), "{e:#}");
+        let e = Config::from_toml("[routing]\ndefault-route = \"http://x\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("routing.default-route"), "{e:#}");
+        let e = Config::from_toml("[listen]\nudp = \"not an address\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("udp"), "{e:#}");
+    }
+
+    #[test]
+    fn plugins_with_their_config() {
+        let c = Config::from_toml(
+            r#"
+            [[plugins]]
+            name = "hp"
+            path = "target/plugins/header-policy.wasm"
+            failure-policy = "reject"
+            [plugins.config]
+            invite-headers = { X-Tenant = "acme" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.plugins[0].name, "hp");
+        assert_eq!(c.plugins[0].config["invite-headers"]["X-Tenant"], "acme");
+    }
+}
