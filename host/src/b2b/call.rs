@@ -49,8 +49,9 @@ pub(crate) async fn run(
     let span = tracing::info_span!("call", call_ref, call_id = %first.msg.call_id());
     async move {
         let now = Instant::now();
+        let a_call_id = first.msg.call_id().to_string();
         let Some(mut call) = Call::new(shared.clone(), call_ref, first, tx, now) else {
-            shared.unregister(&[]);
+            shared.unregister(&[&a_call_id]);
             return;
         };
         call.start(now).await;
@@ -510,7 +511,6 @@ impl Call {
             return;
         }
         if method != Method::Ack
-            && method != Method::Cancel
             && let Some(k) = &key
             && let Some(t) = self
                 .txns
@@ -594,25 +594,22 @@ impl Call {
                 p.next = now + p.interval;
             }
         }
-        if self.timers.no_provisional.is_some_and(|t| t <= now) {
-            self.timers.no_provisional = None;
-            let secs = self.shared.settings.no_provisional.as_secs_f32();
-            self.setup_timeout(
-                now,
-                &format!("B leg sent no provisional response in {secs} s"),
-                408,
-            )
-            .await;
-        }
-        if self.timers.no_final.is_some_and(|t| t <= now) {
-            self.timers.no_final = None;
-            let secs = self.shared.settings.no_final.as_secs_f32();
-            self.setup_timeout(
-                now,
-                &format!("B leg sent no final response in {secs} s"),
-                408,
-            )
-            .await;
+        let due = |t: &mut Option<Instant>| t.take_if(|t| *t <= now).is_some();
+        let expired = [
+            (
+                due(&mut self.timers.no_provisional),
+                self.shared.settings.no_provisional,
+                "provisional",
+            ),
+            (
+                due(&mut self.timers.no_final),
+                self.shared.settings.no_final,
+                "final",
+            ),
+        ];
+        for (_, limit, what) in expired.into_iter().filter(|e| e.0) {
+            let why = format!("B leg sent no {what} response in {} s", limit.as_secs_f32());
+            self.setup_timeout(now, &why, 408).await;
         }
         if self.timers.no_ack.is_some_and(|t| t <= now) {
             self.timers.no_ack = None;
@@ -1032,6 +1029,11 @@ impl Call {
                 self.shared
                     .net()
                     .send(TransportKind::Udp, b.dest, ack.clone());
+                return;
+            }
+            if self.answered_at.is_some() && self.end.is_none() {
+                // A retransmitted 2xx before the caller's ACK arrived: B is ACKed end to end when it
+                // does, and our own 2xx to A is being retransmitted meanwhile.
                 return;
             }
             if self.a.final_sent || self.end.is_some() {

@@ -215,56 +215,44 @@ impl CallPlugins {
         &self.scope.state
     }
 
-    /// Runs the chain's `on-invite`: the first reject or redirect wins, forwards merge in order.
+    /// Runs the chain's `on-invite`: the first reject or redirect wins, forwards merge in order. A
+    /// plugin failing under the `reject` policy ends the chain with its status.
     pub async fn on_invite(&mut self, request: &RequestView) -> InviteOutcome {
         let mut merged = Forward::default();
         for i in 0..self.slots.len() {
-            let ret = self.run(i, &HookCall::Invite(request)).await;
-            let decision = match ret {
+            let decision = match self.run(i, &HookCall::Invite(request)).await {
                 Some(HookReturn::Invite(d)) => match validate::check_invite(d) {
                     Ok(c) => {
                         self.note_dropped(i, &c.dropped);
-                        c.value
+                        Some(c.value)
                     }
                     Err(refusal) => {
                         self.refuse(i, Hook::Invite, &refusal);
-                        continue;
+                        None
                     }
                 },
-                _ => {
-                    if let Some(a) = self.abort.take() {
-                        return InviteOutcome {
-                            decision: InviteDecision::Reject(Reject {
-                                status: a.status,
-                                reason: None,
-                                headers: Vec::new(),
-                            }),
-                            decided_by: Some(a.plugin),
-                        };
-                    }
-                    continue;
-                }
+                _ => None,
             };
+            if let Some(a) = self.abort.take() {
+                return InviteOutcome {
+                    decision: InviteDecision::Reject(Reject {
+                        status: a.status,
+                        reason: None,
+                        headers: Vec::new(),
+                    }),
+                    decided_by: Some(a.plugin),
+                };
+            }
             match decision {
-                InviteDecision::Forward(f) => merge_forward(&mut merged, f),
-                final_answer => {
+                Some(InviteDecision::Forward(f)) => merge_forward(&mut merged, f),
+                Some(final_answer) => {
                     return InviteOutcome {
                         decision: final_answer,
                         decided_by: Some(self.slots[i].plugin.name_arc()),
                     };
                 }
+                None => {}
             }
-        }
-        // A refused decision under the reject policy may have fired on the last plugin.
-        if let Some(a) = self.abort.take() {
-            return InviteOutcome {
-                decision: InviteDecision::Reject(Reject {
-                    status: a.status,
-                    reason: None,
-                    headers: Vec::new(),
-                }),
-                decided_by: Some(a.plugin),
-            };
         }
         InviteOutcome {
             decision: InviteDecision::Forward(merged),

@@ -249,6 +249,11 @@ pub fn check_recording(mut d: RecordingDecision) -> Checked<RecordingDecision> {
     if let RecordingDecision::Record(o) = &mut d {
         o.tags
             .retain(|(k, v)| is_reason_phrase(k) && is_reason_phrase(v));
+        if !o.legs.a && !o.legs.b {
+            // The contract: an empty set means both legs.
+            o.legs.a = true;
+            o.legs.b = true;
+        }
     }
     Checked {
         value: d,
