@@ -1,0 +1,518 @@
+//! B2B flows through the in-process gateway on real loopback sockets, driven by two scripted user
+//! agents (caller and callee) built on the SIP crate's message model: the flows sipp's scenarios do
+//! not reach (in-dialog requests, REFER, plugin decisions and failure policies, limits, TCP).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use callgate::config::Config;
+use callgate::plugin::PluginSpec;
+use callgate::plugin::decision::CallOutcome;
+use callgate_sip::message::{
+    Method, RequestBuilder, SipMessage, build_response, new_call_id, new_tag,
+};
+use serde_json::json;
+use tokio::net::UdpSocket;
+
+const WAIT: Duration = Duration::from_secs(5);
+const SDP: &[u8] = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n";
+
+fn wasm(name: &str) -> PathBuf {
+    PathBuf::from(env!("CALLGATE_PLUGIN_DIR")).join(format!("{name}.wasm"))
+}
+
+/// A scripted SIP endpoint on a UDP socket.
+struct Ua {
+    sock: UdpSocket,
+    addr: SocketAddr,
+}
+
+impl Ua {
+    async fn new() -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = sock.local_addr().unwrap();
+        Self { sock, addr }
+    }
+
+    async fn send(&self, bytes: &[u8], to: SocketAddr) {
+        self.sock.send_to(bytes, to).await.unwrap();
+    }
+
+    /// The next message that satisfies `want`, skipping others (retransmissions, 100 Trying).
+    async fn recv_where(
+        &self,
+        what: &str,
+        want: impl Fn(&SipMessage) -> bool,
+    ) -> (SipMessage, SocketAddr) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, from) = tokio::time::timeout_at(deadline, self.sock.recv_from(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+                .unwrap();
+            let msg = SipMessage::parse(Bytes::copy_from_slice(&buf[..n]))
+                .expect("gateway sent parseable SIP");
+            if want(&msg) {
+                return (msg, from);
+            }
+        }
+    }
+
+    async fn recv_request(&self, method: Method) -> (SipMessage, SocketAddr) {
+        let m = method.clone();
+        self.recv_where(&format!("a {}", method.as_str()), move |msg| {
+            msg.method() == Some(&m)
+        })
+        .await
+    }
+
+    async fn recv_final(&self, cseq_method: Method) -> SipMessage {
+        self.recv_where(
+            &format!("a final response to {}", cseq_method.as_str()),
+            |m| m.status().is_some_and(|s| s >= 200) && m.cseq_method() == &cseq_method,
+        )
+        .await
+        .0
+    }
+
+    async fn respond(
+        &self,
+        req: &SipMessage,
+        to: SocketAddr,
+        status: u16,
+        tag: &str,
+        extra: &[(&str, &str)],
+        sdp: bool,
+    ) {
+        let contact = format!("<sip:callee@{}>", self.addr);
+        let mut hs: Vec<(&str, &str)> = extra.to_vec();
+        hs.push(("Contact", &contact));
+        let r = build_response(
+            req,
+            status,
+            "Whatever",
+            &hs,
+            Some(tag),
+            sdp.then_some(("application/sdp", SDP)),
+        )
+        .unwrap();
+        self.send(r.bytes(), to).await;
+    }
+}
+
+/// The caller's side of one call.
+struct Caller {
+    ua: Ua,
+    gw: SocketAddr,
+    call_id: String,
+    tag: String,
+    invite: Option<SipMessage>,
+    remote_tag: Option<String>,
+    cseq: u32,
+}
+
+impl Caller {
+    async fn new(gw: SocketAddr) -> Self {
+        Self {
+            ua: Ua::new().await,
+            gw,
+            call_id: new_call_id("127.0.0.1"),
+            tag: new_tag(),
+            invite: None,
+            remote_tag: None,
+            cseq: 1,
+        }
+    }
+
+    fn build_invite(&self, extra: &[(&str, &str)], max_forwards: u8) -> SipMessage {
+        let sent_by = self.ua.addr.to_string();
+        let contact = format!("<sip:alice@{}>", self.ua.addr);
+        let mut b = RequestBuilder::new(Method::Invite, "sip:bob@127.0.0.1")
+            .via("UDP", &sent_by)
+            .max_forwards(max_forwards)
+            .from("<sip:alice@127.0.0.1>", &self.tag)
+            .to("<sip:bob@127.0.0.1>", None)
+            .call_id(&self.call_id)
+            .cseq(1)
+            .contact(&contact);
+        for (n, v) in extra {
+            b = b.header(n, v);
+        }
+        b.body("application/sdp", SDP).build().unwrap()
+    }
+
+    async fn invite(&mut self, extra: &[(&str, &str)]) {
+        let inv = self.build_invite(extra, 70);
+        self.ua.send(&inv.wire_bytes(), self.gw).await;
+        self.invite = Some(inv);
+    }
+
+    /// Sends ACK for a 2xx (in-dialog, new branch).
+    async fn ack(&mut self, resp: &SipMessage) {
+        self.remote_tag = resp.to_tag().map(str::to_string);
+        let sent_by = self.ua.addr.to_string();
+        let ack = RequestBuilder::new(Method::Ack, resp.contact_uri().unwrap())
+            .via("UDP", &sent_by)
+            .from("<sip:alice@127.0.0.1>", &self.tag)
+            .to("<sip:bob@127.0.0.1>", self.remote_tag.as_deref())
+            .call_id(&self.call_id)
+            .cseq(1)
+            .build()
+            .unwrap();
+        self.ua.send(&ack.wire_bytes(), self.gw).await;
+    }
+
+    /// Sends an in-dialog request to the gateway.
+    async fn in_dialog(
+        &mut self,
+        method: Method,
+        extra: &[(&str, &str)],
+        body: Option<(&str, &[u8])>,
+    ) {
+        self.cseq += 1;
+        let sent_by = self.ua.addr.to_string();
+        let contact = format!("<sip:alice@{}>", self.ua.addr);
+        let target = format!("sip:callgate@{}", self.gw);
+        let mut b = RequestBuilder::new(method, &target)
+            .via("UDP", &sent_by)
+            .from("<sip:alice@127.0.0.1>", &self.tag)
+            .to("<sip:bob@127.0.0.1>", self.remote_tag.as_deref())
+            .call_id(&self.call_id)
+            .cseq(self.cseq)
+            .contact(&contact);
+        for (n, v) in extra {
+            b = b.header(n, v);
+        }
+        if let Some((ct, bytes)) = body {
+            b = b.body(ct, bytes);
+        }
+        let req = b.build().unwrap();
+        self.ua.send(&req.wire_bytes(), self.gw).await;
+    }
+}
+
+async fn gateway(
+    callee: SocketAddr,
+    plugins: Vec<PluginSpec>,
+    tweak: impl FnOnce(&mut Config),
+) -> callgate::Running {
+    let mut c = Config::defaults();
+    c.listen.udp = "127.0.0.1:0".parse().unwrap();
+    c.routing.default_route = Some(format!("sip:bob@{callee}"));
+    c.plugins = plugins;
+    tweak(&mut c);
+    callgate::start(&c).await.expect("gateway starts")
+}
+
+/// Sets up an answered call: returns the caller, the callee, and the callee's view of the dialog
+/// (the INVITE it got, where the gateway's requests come from, its own tag).
+async fn answered_call(
+    gw: &callgate::Running,
+    callee: &Ua,
+    extra: &[(&str, &str)],
+) -> (Caller, SipMessage, SocketAddr, String) {
+    let mut caller = Caller::new(gw.gateway.udp_addr()).await;
+    caller.invite(extra).await;
+    let (b_invite, from) = callee.recv_request(Method::Invite).await;
+    let tag = new_tag();
+    callee.respond(&b_invite, from, 200, &tag, &[], true).await;
+    let ok = caller.ua.recv_final(Method::Invite).await;
+    assert_eq!(ok.status(), Some(200));
+    caller.ack(&ok).await;
+    callee.recv_request(Method::Ack).await;
+    (caller, b_invite, from, tag)
+}
+
+#[tokio::test]
+async fn options_is_answered_and_unknown_dialogs_get_481() {
+    let callee = Ua::new().await;
+    let gw = gateway(callee.addr, vec![], |_| {}).await;
+    let ua = Ua::new().await;
+    let sent_by = ua.addr.to_string();
+    let opt = RequestBuilder::new(Method::Options, "sip:callgate@127.0.0.1")
+        .via("UDP", &sent_by)
+        .from("<sip:alice@127.0.0.1>", "t1")
+        .to("<sip:callgate@127.0.0.1>", None)
+        .call_id("opt-1@127.0.0.1")
+        .cseq(1)
+        .build()
+        .unwrap();
+    ua.send(&opt.wire_bytes(), gw.gateway.udp_addr()).await;
+    let r = ua.recv_final(Method::Options).await;
+    assert_eq!(r.status(), Some(200));
+    assert!(r.header("Allow").unwrap().contains("INVITE"));
+
+    let bye = RequestBuilder::new(Method::Bye, "sip:callgate@127.0.0.1")
+        .via("UDP", &sent_by)
+        .from("<sip:alice@127.0.0.1>", "t1")
+        .to("<sip:callgate@127.0.0.1>", Some("nosuchtag"))
+        .call_id("no-such-call@127.0.0.1")
+        .cseq(2)
+        .build()
+        .unwrap();
+    ua.send(&bye.wire_bytes(), gw.gateway.udp_addr()).await;
+    assert_eq!(ua.recv_final(Method::Bye).await.status(), Some(481));
+}
+
+#[tokio::test]
+async fn max_forwards_zero_gets_483_and_a_looped_invite_482() {
+    let callee = Ua::new().await;
+    let gw = gateway(callee.addr, vec![], |_| {}).await;
+    let caller = Caller::new(gw.gateway.udp_addr()).await;
+    let inv = caller.build_invite(&[], 0);
+    caller
+        .ua
+        .send(&inv.wire_bytes(), gw.gateway.udp_addr())
+        .await;
+    assert_eq!(
+        caller.ua.recv_final(Method::Invite).await.status(),
+        Some(483)
+    );
+
+    // An INVITE that already went through this gateway (our Via is in its list) is a loop.
+    let caller = Caller::new(gw.gateway.udp_addr()).await;
+    let inv = caller.build_invite(&[], 70);
+    let our_via = format!(
+        "Via: SIP/2.0/UDP {};branch=z9hG4bKloop1\r\n",
+        gw.gateway.udp_addr()
+    );
+    let text = String::from_utf8_lossy(&inv.wire_bytes()).replacen(
+        "Max-Forwards",
+        &format!("{our_via}Max-Forwards"),
+        1,
+    );
+    caller.ua.send(text.as_bytes(), gw.gateway.udp_addr()).await;
+    assert_eq!(
+        caller.ua.recv_final(Method::Invite).await.status(),
+        Some(482)
+    );
+
+    // Neither reached the callee.
+    let mut buf = [0u8; 2048];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), callee.sock.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn in_dialog_requests_are_relayed_with_plugin_edits_on_their_responses() {
+    let callee = Ua::new().await;
+    let probe = PluginSpec::new("probe", wasm("probe")).with_config(json!({ "tag": "p" }));
+    let gw = gateway(callee.addr, vec![probe], |_| {}).await;
+    let (mut caller, b_invite, b_from, b_tag) = answered_call(
+        &gw,
+        &callee,
+        &[
+            ("Session-Expires", "1800;refresher=uac"),
+            ("Supported", "timer"),
+        ],
+    )
+    .await;
+    // Session timers pass end to end so the parties refresh the session themselves.
+    assert_eq!(
+        b_invite.header("Session-Expires"),
+        Some("1800;refresher=uac")
+    );
+
+    for (method, body) in [
+        (Method::Invite, Some(("application/sdp", SDP))),
+        (Method::Update, Some(("application/sdp", SDP))),
+        (
+            Method::Info,
+            Some((
+                "application/dtmf-relay",
+                &b"Signal=5\r\nDuration=160\r\n"[..],
+            )),
+        ),
+    ] {
+        caller
+            .in_dialog(method.clone(), &[("X-Mid", "m1")], body)
+            .await;
+        let (req, from) = callee.recv_request(method.clone()).await;
+        assert_eq!(
+            req.call_id(),
+            b_invite.call_id(),
+            "relayed inside the B dialog"
+        );
+        assert_eq!(req.header("X-Mid"), Some("m1"));
+        assert_eq!(req.body(), Bytes::from_static(body.unwrap().1));
+        callee
+            .respond(
+                &req,
+                from,
+                200,
+                &b_tag,
+                &[("X-From-Callee", "yes")],
+                method == Method::Invite,
+            )
+            .await;
+        let resp = caller.ua.recv_final(method.clone()).await;
+        assert_eq!(resp.status(), Some(200), "{}", method.as_str());
+        assert_eq!(resp.header("X-From-Callee"), Some("yes"));
+        assert_eq!(
+            resp.header("X-Probe-Seen"),
+            Some(format!("p:b:{}:200", method.as_str()).as_str()),
+            "the plugin's on-response edit reaches the caller"
+        );
+        if method == Method::Invite {
+            // The gateway ACKs the callee's 2xx to the re-INVITE itself.
+            callee.recv_request(Method::Ack).await;
+            caller.ack(&resp).await;
+        }
+    }
+    let _ = b_from;
+
+    // The callee hangs up: the caller gets a BYE, the call ends as answered.
+    let bye = RequestBuilder::new(
+        Method::Bye,
+        &format!("sip:callgate@{}", gw.gateway.udp_addr()),
+    )
+    .via("UDP", &callee.addr.to_string())
+    .from("<sip:bob@127.0.0.1>", &b_tag)
+    .to("<sip:alice@127.0.0.1>", b_invite.from_tag())
+    .call_id(b_invite.call_id())
+    .cseq(10)
+    .build()
+    .unwrap();
+    callee.send(&bye.wire_bytes(), gw.gateway.udp_addr()).await;
+    assert_eq!(callee.recv_final(Method::Bye).await.status(), Some(200));
+    let (a_bye, from) = caller.ua.recv_request(Method::Bye).await;
+    let r = build_response(&a_bye, 200, "OK", &[], None, None).unwrap();
+    caller.ua.send(r.bytes(), from).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(gw.metrics.calls_ended(CallOutcome::Answered), 1);
+}
+
+#[tokio::test]
+async fn refer_is_rejected_by_default_and_passed_when_a_plugin_says_so() {
+    let callee = Ua::new().await;
+    let gw = gateway(callee.addr, vec![], |_| {}).await;
+    let (mut caller, ..) = answered_call(&gw, &callee, &[]).await;
+    caller
+        .in_dialog(
+            Method::Refer,
+            &[("Refer-To", "<sip:carol@127.0.0.1>")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        caller.ua.recv_final(Method::Refer).await.status(),
+        Some(403)
+    );
+
+    let guard = PluginSpec::new("tg", wasm("transfer-guard"))
+        .with_config(json!({ "rules": [{ "match": "sip:carol@*", "action": "pass" }] }));
+    let callee = Ua::new().await;
+    let gw = gateway(callee.addr, vec![guard], |_| {}).await;
+    let (mut caller, _, _, b_tag) = answered_call(&gw, &callee, &[]).await;
+    caller
+        .in_dialog(
+            Method::Refer,
+            &[("Refer-To", "<sip:carol@127.0.0.1>")],
+            None,
+        )
+        .await;
+    let (refer, from) = callee.recv_request(Method::Refer).await;
+    assert_eq!(refer.header("Refer-To"), Some("<sip:carol@127.0.0.1>"));
+    callee.respond(&refer, from, 202, &b_tag, &[], false).await;
+    assert_eq!(
+        caller.ua.recv_final(Method::Refer).await.status(),
+        Some(202)
+    );
+}
+
+#[tokio::test]
+async fn plugin_rejects_and_redirects_reach_the_caller_and_no_b_leg_is_placed() {
+    let callee = Ua::new().await;
+    let probe = PluginSpec::new("probe", wasm("probe")).with_config(json!({ "tag": "p" }));
+    let gw = gateway(callee.addr, vec![probe], |_| {}).await;
+    let mut caller = Caller::new(gw.gateway.udp_addr()).await;
+    caller.invite(&[("X-Probe-Reject-p", "486")]).await;
+    let r = caller.ua.recv_final(Method::Invite).await;
+    assert_eq!(r.status(), Some(486));
+    assert_eq!(r.reason(), Some("probe p rejects"));
+    assert_eq!(r.header("X-Rejected-By"), Some("p"));
+
+    let mut caller = Caller::new(gw.gateway.udp_addr()).await;
+    caller
+        .invite(&[("X-Probe-Redirect-p", "sip:elsewhere@127.0.0.1")])
+        .await;
+    let r = caller.ua.recv_final(Method::Invite).await;
+    assert_eq!(r.status(), Some(302));
+    assert_eq!(r.contact_uri(), Some("sip:elsewhere@127.0.0.1"));
+
+    // Neither call reached the callee.
+    let mut buf = [0u8; 2048];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), callee.sock.recv_from(&mut buf))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_failing_plugin_with_the_reject_policy_answers_503_and_others_go_on() {
+    let callee = Ua::new().await;
+    let mut bad = PluginSpec::new("misbehave", wasm("misbehave")).rejecting(503);
+    bad.deadline_ms = 50;
+    let gw = gateway(callee.addr, vec![bad], |_| {}).await;
+    let mut caller = Caller::new(gw.gateway.udp_addr()).await;
+    caller.invite(&[("X-Misbehave", "trap")]).await;
+    assert_eq!(
+        caller.ua.recv_final(Method::Invite).await.status(),
+        Some(503)
+    );
+    // The next call is unaffected and gets the plugin's header at the far end.
+    let (_, b_invite, ..) = answered_call(&gw, &callee, &[]).await;
+    assert_eq!(b_invite.header("X-Survived"), Some("yes"));
+}
+
+#[tokio::test]
+async fn a_call_over_tcp_is_bridged_to_a_udp_callee() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let callee = Ua::new().await;
+    let gw = gateway(callee.addr, vec![], |c| {
+        c.listen.tcp = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let tcp_addr = gw.gateway.tcp_addr().unwrap();
+    let mut conn = tokio::net::TcpStream::connect(tcp_addr).await.unwrap();
+    let local = conn.local_addr().unwrap().to_string();
+    let call_id = new_call_id("127.0.0.1");
+    let contact = format!("<sip:alice@{local};transport=tcp>");
+    let inv = RequestBuilder::new(Method::Invite, "sip:bob@127.0.0.1")
+        .via("TCP", &local)
+        .from("<sip:alice@127.0.0.1>", "tcp-tag")
+        .to("<sip:bob@127.0.0.1>", None)
+        .call_id(&call_id)
+        .cseq(1)
+        .contact(&contact)
+        .body("application/sdp", SDP)
+        .build()
+        .unwrap();
+    conn.write_all(&inv.wire_bytes()).await.unwrap();
+    let (b_invite, from) = callee.recv_request(Method::Invite).await;
+    callee
+        .respond(&b_invite, from, 200, "b-tag", &[], true)
+        .await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let text = loop {
+        let n = tokio::time::timeout(WAIT, conn.read(&mut buf))
+            .await
+            .expect("200 over TCP")
+            .unwrap();
+        assert!(n > 0, "connection closed");
+        got.extend_from_slice(&buf[..n]);
+        let t = String::from_utf8_lossy(&got).to_string();
+        if t.contains("SIP/2.0 200") {
+            break t;
+        }
+    };
+    assert!(text.contains(&call_id), "{text}");
+}
