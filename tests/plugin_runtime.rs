@@ -544,17 +544,12 @@ async fn calls_beyond_the_instance_pool_are_refused_up_front() {
 
 // ---- the example plugins, through their real components ----
 
-fn examples_chain(
-    rt: &Runtime,
-    specs: Vec<PluginSpec>,
-) -> impl std::future::Future<Output = Chain> + '_ {
-    async move {
-        let mut v = Vec::new();
-        for s in specs {
-            v.push(load(rt, s).await);
-        }
-        Chain::new(v)
+async fn examples_chain(rt: &Runtime, specs: Vec<PluginSpec>) -> Chain {
+    let mut v = Vec::new();
+    for s in specs {
+        v.push(load(rt, s).await);
     }
+    Chain::new(v)
 }
 
 #[tokio::test]
