@@ -382,7 +382,7 @@ impl CallPlugins {
         };
         let data = live.store.data_mut();
         data.scope = Some(std::mem::take(&mut self.scope));
-        data.deadline = Instant::now() + slot.plugin.deadline();
+        data.arm(slot.plugin.deadline());
         let started = Instant::now();
         let res = contract::call_hook(live, &self.info, call).await;
         slot.plugin.stats().record_call(hook, started.elapsed());

@@ -1,8 +1,8 @@
 //! What a plugin instance's store holds: WASI state, the memory limiter, the hook deadline, and the
 //! call scope that host imports read and write.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
@@ -99,10 +99,16 @@ pub(crate) struct PluginCtx {
     pub call_ref: u64,
     /// Present while a hook of a call runs.
     pub scope: Option<CallScope>,
-    /// When the running hook must have returned.
-    pub deadline: Instant,
+    /// The running hook's budget of execution time.
+    budget: Duration,
+    /// Execution time the running hook has used so far.
+    used: Duration,
+    /// Start of the current stretch of execution.
+    stretch_start: Instant,
+    /// Set when the guest yielded; the yield future records when it was resumed.
+    resumed_at: Option<Arc<Mutex<Instant>>>,
     /// Alternates so that a guest resumed after a yield runs a full tick before yielding again.
-    pub yielded: bool,
+    yielded: bool,
 }
 
 impl PluginCtx {
@@ -126,9 +132,54 @@ impl PluginCtx {
             plugin,
             call_ref,
             scope: None,
-            deadline: Instant::now(),
+            budget: Duration::ZERO,
+            used: Duration::ZERO,
+            stretch_start: Instant::now(),
+            resumed_at: None,
             yielded: false,
         }
+    }
+}
+
+impl PluginCtx {
+    /// Gives the hook about to run `budget` of execution time.
+    pub fn arm(&mut self, budget: Duration) {
+        self.budget = budget;
+        self.used = Duration::ZERO;
+        self.stretch_start = Instant::now();
+        self.resumed_at = None;
+        self.yielded = false;
+    }
+
+    /// Called at every epoch tick while the guest runs. The hook's deadline counts execution time,
+    /// not wall time: time spent suspended after a yield, waiting for a busy worker thread, is not
+    /// the plugin's fault and must not cut it off under load. Past the budget the guest traps;
+    /// before it, every other tick yields so that other calls on the same worker thread run.
+    pub fn on_epoch(&mut self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
+        let now = Instant::now();
+        if let Some(r) = self.resumed_at.take() {
+            self.stretch_start = r.lock().map(|t| *t).unwrap_or(now);
+        }
+        self.used += now.saturating_duration_since(self.stretch_start);
+        self.stretch_start = now;
+        if self.used >= self.budget {
+            return Err(DeadlineExceeded.into());
+        }
+        self.yielded = !self.yielded;
+        if !self.yielded {
+            return Ok(wasmtime::UpdateDeadline::Continue(1));
+        }
+        let resumed = Arc::new(Mutex::new(now));
+        self.resumed_at = Some(resumed.clone());
+        Ok(wasmtime::UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                if let Ok(mut t) = resumed.lock() {
+                    *t = Instant::now();
+                }
+            }),
+        ))
     }
 }
 

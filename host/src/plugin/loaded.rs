@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wasmtime::Store;
 use wasmtime::component::Component;
-use wasmtime::{Store, UpdateDeadline};
 
 use super::HookMask;
 use super::ctx::{DeadlineExceeded, PluginCtx, PluginShared};
@@ -64,7 +64,8 @@ pub struct PluginSpec {
     /// The status a call in setup is answered with under the `reject` policy (500-599).
     #[serde(default = "default_reject_status")]
     pub reject_status: u16,
-    /// Deadline of each hook call, in milliseconds of wall time.
+    /// Deadline of each hook call, in milliseconds of execution time (time suspended while the
+    /// worker thread serves other calls does not count).
     #[serde(default = "default_deadline_ms")]
     pub deadline_ms: u64,
     /// Memory cap of each instance, in MiB.
@@ -286,21 +287,7 @@ impl LoadedPlugin {
             PluginCtx::new(self.shared.clone(), call_ref, self.memory_cap),
         );
         store.limiter(|c| &mut c.limiter);
-        // Called once per epoch tick of guest execution: past the deadline the guest traps;
-        // before it, every other tick yields the worker thread so that a slow plugin never stalls
-        // the other calls scheduled on it (the alternation lets a resumed guest run a full tick).
-        store.epoch_deadline_callback(|mut cx| {
-            let d = cx.data_mut();
-            if Instant::now() >= d.deadline {
-                return Err(DeadlineExceeded.into());
-            }
-            d.yielded = !d.yielded;
-            Ok(if d.yielded {
-                UpdateDeadline::Yield(1)
-            } else {
-                UpdateDeadline::Continue(1)
-            })
-        });
+        store.epoch_deadline_callback(|mut cx| cx.data_mut().on_epoch());
         store.set_epoch_deadline(1);
         store
     }
@@ -312,7 +299,7 @@ impl LoadedPlugin {
         deadline: Duration,
     ) -> Result<(Live, HookMask), InitError> {
         let mut store = self.new_store(call_ref);
-        store.data_mut().deadline = Instant::now() + deadline;
+        store.data_mut().arm(deadline);
         let bindings = match self.pre.instantiate_async(&mut store).await {
             Ok(b) => b,
             Err(e) => {
