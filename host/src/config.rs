@@ -139,9 +139,9 @@ impl Config {
         let mut base: toml::Table = DEFAULT_TOML.parse().context("embedded defaults")?;
         let over: toml::Table = text.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
         merge(&mut base, over);
-        let cfg: Config = toml::Value::Table(base)
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.message()))?;
+        // Deserialise from text so that an error carries the line and key it is about.
+        let merged = toml::to_string(&base).context("re-serialising the merged config")?;
+        let cfg: Config = toml::from_str(&merged).map_err(|e| anyhow::anyhow!("{e}"))?;
         cfg.validate()?;
         Ok(cfg)
     }
