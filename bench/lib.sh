@@ -172,11 +172,11 @@ default-route = "sip:$HOST:$UAS_PORT"
 
 [metrics]
 listen = "$HOST:$METRICS_PORT"
-
-[[plugins]]
-name = "probe"
-path = "$PROBE_WASM"
 EOF
+    # CALLGATE_PLUGIN=none runs the gateway without any plugin (for comparison).
+    if [ "${CALLGATE_PLUGIN:-probe}" != none ]; then
+        printf '\n[[plugins]]\nname = "probe"\npath = "%s"\n' "$PROBE_WASM" >>"$WORK/callgate.toml"
+    fi
     [ -n "${CALLGATE_EXTRA_TOML:-}" ] && printf '\n%s\n' "$CALLGATE_EXTRA_TOML" >>"$WORK/callgate.toml"
     spawn "$WORK/callgate.log" env RUST_LOG="${RUST_LOG:-warn}" "$CALLGATE_BIN" --config "$WORK/callgate.toml"
     TARGET_PID=$SPAWNED_PID
@@ -189,7 +189,7 @@ EOF
     done
     wait_udp "$GW_PORT" 5 || die "callgate did not bind $TARGET_ADDR"
     HAS_METRICS=1
-    log "callgate on $TARGET_ADDR (pid $TARGET_PID), metrics on $HOST:$METRICS_PORT"
+    log "callgate on $TARGET_ADDR (pid $TARGET_PID), metrics on $HOST:$METRICS_PORT, plugin: ${CALLGATE_PLUGIN:-probe}"
 }
 
 stop_target() {
@@ -224,7 +224,11 @@ run_uac() {
         -nostdin -buff_size "$SOCK_BUF" -timeout "${max}s" \
         -trace_stat -stf "$WORK/uac_$tag.csv" -fd 1 \
         -trace_err -error_file "$WORK/uac_${tag}_errors.log" "$@" \
-        </dev/null >"$WORK/uac_$tag.log" 2>&1
+        </dev/null >"$WORK/uac_$tag.log" 2>&1 &
+    # In the background + wait, so that a signal to this script (watchdog, kill) is handled at once.
+    local pid=$!
+    BG_PIDS+=("$pid")
+    wait "$pid"
 }
 
 # CPU ticks of the sipp run recorded by run_uac (second line of `times`: children's user and sys).
@@ -306,7 +310,9 @@ run_steps() {
                 print why
             }')
         if [ -z "$bad" ]; then verdict=ok; MAX_SUSTAINED=$rate; else verdict="STOP: $bad"; fi
-        [ "$rate" = "$REPORT_AT" ] && US_AT_REPORT=$gw_us
+        if [ "$rate" = "$REPORT_AT" ]; then
+            US_AT_REPORT=$gw_us; [ -n "$bad" ] && US_AT_REPORT="$gw_us (step failed)"
+        fi
         line=$(printf '%-8s %6s %7s %7s %6s %6s %6s %6s %9s %8s %8s %8s  %s' \
             "$name" "$rate" "$calls" "$ok" "$fail" "$retr_uac" "$retr_uas" "$retr_gw" "$achieved" \
             "$gw_us" "$uac_us" "$uas_us" "$verdict")

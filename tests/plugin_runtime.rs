@@ -740,3 +740,30 @@ async fn media_announcer_plays_its_prompt_once_both_legs_are_connected() {
     .await;
     assert!(c.take_commands().is_empty());
 }
+
+#[tokio::test]
+async fn an_established_call_keeps_only_the_instances_it_may_still_need() {
+    let rt = runtime();
+    let chain = Chain::new(vec![
+        load(&rt, PluginSpec::new("hp", wasm("header-policy"))).await,
+        probe(&rt, "a", json!({})).await,
+    ]);
+    let mut c = call(&chain);
+    c.on_invite(&invite(&[])).await;
+    assert_eq!(c.live_instances(), 2);
+    c.setup_done();
+    // header-policy takes only on-invite: its instance is gone; the probe still listens.
+    assert_eq!(c.live_instances(), 1);
+    let edits = c
+        .on_response(
+            Leg::B,
+            "INVITE",
+            &ResponseView {
+                status: 200,
+                reason: "OK".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(values(&edits.add, "X-Probe-Seen"), ["a:b:INVITE:200"]);
+}

@@ -368,6 +368,9 @@ impl Call {
             // Recording needs anchored media, which this build does not do yet: say so once.
             info!(legs = ?rec.legs, start = ?rec.start, "recording requested; media anchoring is not available yet, so nothing is recorded");
         }
+        if let Some(p) = self.plugins.as_mut() {
+            p.setup_done();
+        }
         let Some(dest) = resolve(&target).await else {
             return self.reject_a(
                 Instant::now(),

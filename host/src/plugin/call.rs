@@ -195,6 +195,30 @@ impl CallPlugins {
             .collect()
     }
 
+    /// Instances this call holds now.
+    pub fn live_instances(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s.state, SlotState::Live(_)))
+            .count()
+    }
+
+    /// The call's set-up is decided (`on-invite` and `recording-policy` ran): drops the instances
+    /// of plugins that take no later hook, so that an established call holds only the instances
+    /// it may still need. A header policy plugin then costs memory only while a call is set up.
+    pub fn setup_done(&mut self) {
+        for slot in &mut self.slots {
+            let later = slot
+                .plugin
+                .hooks()
+                .hooks()
+                .any(|h| !matches!(h, Hook::Init | Hook::Invite | Hook::Recording));
+            if !later {
+                slot.state = SlotState::Out;
+            }
+        }
+    }
+
     /// Records the B leg's Call-ID, passed to every later hook.
     pub fn set_b_call_id(&mut self, id: String) {
         self.info.b_call_id = Some(id);

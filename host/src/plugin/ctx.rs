@@ -2,7 +2,7 @@
 //! call scope that host imports read and write.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
@@ -103,10 +103,10 @@ pub(crate) struct PluginCtx {
     budget: Duration,
     /// Execution time the running hook has used so far.
     used: Duration,
-    /// Start of the current stretch of execution.
-    stretch_start: Instant,
-    /// Set when the guest yielded; the yield future records when it was resumed.
-    resumed_at: Option<Arc<Mutex<Instant>>>,
+    /// The thread's CPU time at the start of the current stretch of execution.
+    stretch_start: Duration,
+    /// Set when the guest yielded; the yield future records the resuming thread's CPU time.
+    resumed_at: Option<Arc<Mutex<Duration>>>,
     /// Alternates so that a guest resumed after a yield runs a full tick before yielding again.
     yielded: bool,
 }
@@ -134,7 +134,7 @@ impl PluginCtx {
             scope: None,
             budget: Duration::ZERO,
             used: Duration::ZERO,
-            stretch_start: Instant::now(),
+            stretch_start: Duration::ZERO,
             resumed_at: None,
             yielded: false,
         }
@@ -146,21 +146,23 @@ impl PluginCtx {
     pub fn arm(&mut self, budget: Duration) {
         self.budget = budget;
         self.used = Duration::ZERO;
-        self.stretch_start = Instant::now();
+        self.stretch_start = thread_cpu_time();
         self.resumed_at = None;
         self.yielded = false;
     }
 
-    /// Called at every epoch tick while the guest runs. The hook's deadline counts execution time,
-    /// not wall time: time spent suspended after a yield, waiting for a busy worker thread, is not
-    /// the plugin's fault and must not cut it off under load. Past the budget the guest traps;
-    /// before it, every other tick yields so that other calls on the same worker thread run.
+    /// Called at every epoch tick while the guest runs. The hook's deadline counts the CPU time the
+    /// guest used, not wall time: time spent suspended after a yield while the worker thread serves
+    /// other calls, or preempted by the kernel on a busy machine, is not the plugin's doing and must
+    /// not cut it off under load. Past the budget the guest traps; before it, every other tick
+    /// yields so that other calls on the same worker thread run.
     pub fn on_epoch(&mut self) -> wasmtime::Result<wasmtime::UpdateDeadline> {
-        let now = Instant::now();
+        let now = thread_cpu_time();
         if let Some(r) = self.resumed_at.take() {
+            // Resumed, possibly on another worker thread: the stretch began when it resumed there.
             self.stretch_start = r.lock().map(|t| *t).unwrap_or(now);
         }
-        self.used += now.saturating_duration_since(self.stretch_start);
+        self.used += now.saturating_sub(self.stretch_start);
         self.stretch_start = now;
         if self.used >= self.budget {
             return Err(DeadlineExceeded.into());
@@ -176,11 +178,26 @@ impl PluginCtx {
             Box::pin(async move {
                 tokio::task::yield_now().await;
                 if let Ok(mut t) = resumed.lock() {
-                    *t = Instant::now();
+                    *t = thread_cpu_time();
                 }
             }),
         ))
     }
+}
+
+/// CPU time consumed by the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we own; CLOCK_THREAD_CPUTIME_ID is always
+    // available on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 impl WasiView for PluginCtx {

@@ -64,8 +64,8 @@ pub struct PluginSpec {
     /// The status a call in setup is answered with under the `reject` policy (500-599).
     #[serde(default = "default_reject_status")]
     pub reject_status: u16,
-    /// Deadline of each hook call, in milliseconds of execution time (time suspended while the
-    /// worker thread serves other calls does not count).
+    /// Deadline of each hook call, in milliseconds of CPU time used by the plugin (time it spends
+    /// suspended while the worker thread serves other calls, or preempted, does not count).
     #[serde(default = "default_deadline_ms")]
     pub deadline_ms: u64,
     /// Memory cap of each instance, in MiB.
