@@ -18,14 +18,7 @@ fn wasm(name: &str) -> PathBuf {
     PathBuf::from(env!("CALLGATE_PLUGIN_DIR")).join(format!("{name}.wasm"))
 }
 
-/// A free loopback UDP port (bound and released: good enough on a test machine).
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use sipp::free_udp_port as free_port;
 
 fn header_policy() -> PluginSpec {
     PluginSpec::new("header-policy", wasm("header-policy")).with_config(json!({
@@ -36,7 +29,11 @@ fn header_policy() -> PluginSpec {
 }
 
 /// A gateway on a free port forwarding to `uas_port`, with short setup timeouts for the tests.
-async fn gateway(uas_port: u16, plugins: Vec<PluginSpec>, cdr: Option<PathBuf>) -> callgate::Running {
+async fn gateway(
+    uas_port: u16,
+    plugins: Vec<PluginSpec>,
+    cdr: Option<PathBuf>,
+) -> callgate::Running {
     let mut c = Config::defaults();
     c.listen.udp = "127.0.0.1:0".parse().unwrap();
     c.routing.default_route = Some(format!("sip:service@127.0.0.1:{uas_port}"));
@@ -52,7 +49,7 @@ fn target(gw: &callgate::Running) -> String {
 }
 
 /// Runs a sipp UAC to completion off the async runtime (sipp is a blocking child process).
-async fn run_uac(uac: sipp::Uac, timeout: Duration) -> sipp::SippOutcome {
+async fn run_uac(uac: Sipp, timeout: Duration) -> sipp::SippOutcome {
     tokio::task::spawn_blocking(move || uac.run(timeout))
         .await
         .expect("sipp runner")
@@ -64,7 +61,9 @@ async fn a_basic_call_goes_through_with_plugin_headers_checked_at_both_ends() {
     let _uas = Sipp::uas("uas_check_headers.xml", uas_port).spawn();
     let gw = gateway(uas_port, vec![header_policy()], None).await;
     let out = run_uac(
-        Sipp::uac("uac_check_headers.xml", &target(&gw)).calls(10).rate(10),
+        Sipp::uac("uac_check_headers.xml", target(&gw))
+            .calls(10)
+            .rate(10.0),
         Duration::from_secs(30),
     )
     .await;
@@ -74,17 +73,27 @@ async fn a_basic_call_goes_through_with_plugin_headers_checked_at_both_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_callee_sees_the_failure_when_the_plugin_header_is_missing() {
-    // The same check without the plugin: sipp's UAS must fail the calls, proving the check bites.
+async fn the_header_checks_fail_the_calls_when_no_plugin_adds_the_headers() {
+    // The same scenarios through a gateway without the plugin: both sipps must count the calls as
+    // failed, which proves the checks of the test above bite.
     let uas_port = free_port();
-    let _uas = Sipp::uas("uas_check_headers.xml", uas_port).spawn();
+    let uas = Sipp::uas("uas_check_headers.xml", uas_port)
+        .calls(2)
+        .spawn();
     let gw = gateway(uas_port, vec![], None).await;
     let out = run_uac(
-        Sipp::uac("uac.xml", &target(&gw)).calls(2).rate(10),
+        Sipp::uac("uac_check_headers.xml", target(&gw))
+            .calls(2)
+            .rate(10.0),
         Duration::from_secs(30),
     )
     .await;
-    assert_eq!(out.successful, 0, "{out:?}");
+    assert_eq!(out.successful, 0, "the caller saw no X-Handled-By: {out:?}");
+    let uas_out = uas.wait(Duration::from_secs(20));
+    assert_eq!(
+        uas_out.successful, 0,
+        "the callee saw no X-Tenant: {uas_out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +102,7 @@ async fn busy_is_relayed_to_the_caller() {
     let _uas = Sipp::uas("uas_busy.xml", uas_port).spawn();
     let gw = gateway(uas_port, vec![], None).await;
     let out = run_uac(
-        Sipp::uac("uac_busy.xml", &target(&gw)).calls(5).rate(10),
+        Sipp::uac("uac_busy.xml", target(&gw)).calls(5).rate(10.0),
         Duration::from_secs(30),
     )
     .await;
@@ -104,17 +113,17 @@ async fn busy_is_relayed_to_the_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_before_answer_gives_487_end_to_end() {
     let uas_port = free_port();
-    let uas = Sipp::uas("uas_ring_forever.xml", uas_port).spawn();
+    let uas = Sipp::uas("uas_ring_forever.xml", uas_port).calls(5).spawn();
     let gw = gateway(uas_port, vec![], None).await;
     let out = run_uac(
-        Sipp::uac("uac_cancel.xml", &target(&gw)).calls(5).rate(10),
+        Sipp::uac("uac_cancel.xml", target(&gw)).calls(5).rate(10.0),
         Duration::from_secs(30),
     )
     .await;
     assert_eq!((out.successful, out.failed), (5, 0), "{out:?}");
     assert_eq!(gw.metrics.calls_ended(CallOutcome::Cancelled), 5);
     // The callee got the CANCEL and answered 487 for each call.
-    let uas_out = uas.finish(Duration::from_secs(20));
+    let uas_out = uas.wait(Duration::from_secs(20));
     assert_eq!(uas_out.successful, 5, "{uas_out:?}");
 }
 
@@ -124,7 +133,9 @@ async fn bye_from_the_callee_reaches_the_caller() {
     let _uas = Sipp::uas("uas_bye.xml", uas_port).spawn();
     let gw = gateway(uas_port, vec![], None).await;
     let out = run_uac(
-        Sipp::uac("uac_wait_bye.xml", &target(&gw)).calls(5).rate(10),
+        Sipp::uac("uac_wait_bye.xml", target(&gw))
+            .calls(5)
+            .rate(10.0),
         Duration::from_secs(30),
     )
     .await;
@@ -140,7 +151,9 @@ async fn a_b_leg_that_never_answers_times_out_with_a_clear_answer_and_record() {
     let cdr = dir.join("cdr.jsonl");
     let gw = gateway(uas_port, vec![], Some(cdr.clone())).await;
     let out = run_uac(
-        Sipp::uac("uac_expect_timeout.xml", &target(&gw)).calls(2).rate(10),
+        Sipp::uac("uac_expect_timeout.xml", target(&gw))
+            .calls(2)
+            .rate(10.0),
         Duration::from_secs(30),
     )
     .await;
@@ -166,13 +179,21 @@ async fn a_b_leg_that_never_answers_times_out_with_a_clear_answer_and_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_completes_under_ten_percent_loss_on_both_ends() {
     let uas_port = free_port();
-    let _uas = Sipp::uas("uas.xml", uas_port).lost(10).spawn();
+    let _uas = Sipp::uas("uas.xml", uas_port)
+        .extra_args(["-lost", "10"])
+        .spawn();
     let gw = gateway(uas_port, vec![header_policy()], None).await;
     let out = run_uac(
-        Sipp::uac("uac.xml", &target(&gw)).calls(20).rate(10).lost(10),
+        Sipp::uac("uac.xml", target(&gw))
+            .calls(20)
+            .rate(10.0)
+            .extra_args(["-lost", "10"]),
         Duration::from_secs(90),
     )
     .await;
     assert_eq!((out.successful, out.failed), (20, 0), "{out:?}");
-    assert!(gw.metrics.retransmissions() > 0, "loss must have caused retransmissions");
+    assert!(
+        gw.metrics.retransmissions() > 0,
+        "loss must have caused retransmissions"
+    );
 }
