@@ -19,18 +19,28 @@ struct Expected {
 }
 
 fn expectations() -> Vec<(String, Expected)> {
-    let tsv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/malformed/expected.tsv")).unwrap();
+    let tsv = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/malformed/expected.tsv"
+    ))
+    .unwrap();
     tsv.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let cols: Vec<&str> = l.split('\t').collect();
-            let mut e = Expected { codes: Vec::new(), drop: false, accept: false };
+            let mut e = Expected {
+                codes: Vec::new(),
+                drop: false,
+                accept: false,
+            };
             for v in cols[1].split(',').chain(cols[2].split(',')) {
                 match v.trim() {
                     "drop" => e.drop = true,
                     "accept" => e.accept = true,
                     "-" | "" => {}
-                    code => e.codes.push(code.parse().expect("a status code in expected.tsv")),
+                    code => e
+                        .codes
+                        .push(code.parse().expect("a status code in expected.tsv")),
                 }
             }
             (cols[0].to_string(), e)
@@ -50,7 +60,11 @@ async fn malformed_requests_get_400_or_are_dropped_and_calls_go_on() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/malformed"));
     let expected = expectations();
-    assert!(expected.len() >= 100, "the corpus has {} files", expected.len());
+    assert!(
+        expected.len() >= 100,
+        "the corpus has {} files",
+        expected.len()
+    );
 
     let callee = Ua::new().await;
     let gw = gateway(callee.addr, vec![], |c| {
@@ -100,18 +114,33 @@ async fn malformed_requests_get_400_or_are_dropped_and_calls_go_on() {
             continue;
         }
         if udp.is_empty() && !exp.drop && !name.contains("oversize") {
-            wrong.push(format!("{name}: no answer over UDP, expected one of {:?}", exp.codes));
+            wrong.push(format!(
+                "{name}: no answer over UDP, expected one of {:?}",
+                exp.codes
+            ));
         }
         for a in udp.iter().chain((!tcp.is_empty()).then_some(&tcp)) {
             if !status_of(a).is_some_and(|s| exp.codes.contains(&s)) {
                 let first = a.lines().next().unwrap_or("");
-                wrong.push(format!("{name}: expected {:?}{}, got {first}", exp.codes, if exp.drop { " or nothing" } else { "" }));
+                wrong.push(format!(
+                    "{name}: expected {:?}{}, got {first}",
+                    exp.codes,
+                    if exp.drop { " or nothing" } else { "" }
+                ));
             }
             answered += 1;
         }
     }
-    assert!(wrong.is_empty(), "{} files answered wrongly:\n{}", wrong.len(), wrong.join("\n"));
-    assert!(answered > 50, "answerable faults get their 400 ({answered} did)");
+    assert!(
+        wrong.is_empty(),
+        "{} files answered wrongly:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert!(
+        answered > 50,
+        "answerable faults get their 400 ({answered} did)"
+    );
 
     // And the gateway still serves calls.
     answered_call(&gw, &callee, &[]).await;

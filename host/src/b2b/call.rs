@@ -286,6 +286,25 @@ impl Call {
                 Initiator::Gateway,
             );
         }
+        if invite
+            .content_type()
+            .is_some_and(|ct| ct.trim().eq_ignore_ascii_case("application/sdp"))
+            && let Err(why) = callgate_sip::message::check_sdp(&invite.body())
+        {
+            // The gateway relays SDP unchanged; refusing garbage here keeps it from the callee.
+            let warning = Header::new(
+                "Warning",
+                format!("399 callgate \"{}\"", why.replace('"', "'")),
+            );
+            return self.reject_a(
+                now,
+                488,
+                None,
+                &[warning],
+                "unusable SDP offer",
+                Initiator::Gateway,
+            );
+        }
         self.send_a(now, 100, None, Vec::new(), None);
 
         let chain = self.shared.chain.load_full();

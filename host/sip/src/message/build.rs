@@ -136,7 +136,12 @@ pub fn build_response(
     }
     out.extend_from_slice(b"\r\n");
     line(&mut out, "Call-ID", req.call_id());
-    let _ = write!(out, "CSeq: {} {}\r\n", req.cseq(), req.cseq_method());
+    match req.bad_cseq() {
+        Some(raw) => line(&mut out, "CSeq", raw),
+        None => {
+            let _ = write!(out, "CSeq: {} {}\r\n", req.cseq(), req.cseq_method());
+        }
+    }
     for (n, v) in extra_headers {
         line(&mut out, n, v);
     }

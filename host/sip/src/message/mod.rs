@@ -23,7 +23,7 @@ pub use build::{
     new_call_id, new_tag,
 };
 pub use method::Method;
-pub use parse::canonical_name;
+pub use parse::{MAX_HEADER_BYTES, MAX_HEADER_LINES, canonical_name, check_sdp};
 pub(crate) use parse::{find_header_end, parse_u32};
 
 /// The magic cookie every RFC 3261 branch starts with (RFC 3261 8.1.1.7).
@@ -45,9 +45,25 @@ pub enum ParseErrorKind {
     /// The Request-Line or Status-Line does not follow RFC 3261 7.1/7.2.
     #[error("Bad start line")]
     BadStartLine,
-    /// The SIP version is not SIP/2.0.
+    /// The SIP version is not SIP/2.0 (answered 505 Version Not Supported).
     #[error("Bad SIP version")]
     BadVersion,
+    /// The Request-Line method is not a token of at most 32 characters.
+    #[error("Bad method")]
+    BadMethod,
+    /// The Request-URI is not an absolute URI (or a sip/sips URI lacks a host, has a bad port or a
+    /// bad %-escape).
+    #[error("Bad Request-URI")]
+    BadRequestUri,
+    /// The Request-URI scheme is well formed but neither sip, sips nor tel (answered 416).
+    #[error("Unsupported URI scheme")]
+    UnsupportedUriScheme,
+    /// A header line holds a control character other than HTAB (NUL, ESC, bare CR, ...).
+    #[error("Control character in header")]
+    ControlCharacter,
+    /// The header section exceeds 32 KiB or 256 lines (answered 513 Message Too Large).
+    #[error("Message too large")]
+    TooLarge,
     /// A header line has no colon.
     #[error("Header without colon")]
     HeaderWithoutColon,
@@ -71,6 +87,29 @@ pub enum ParseErrorKind {
     CSeqMethodMismatch,
 }
 
+impl ParseErrorKind {
+    /// The status code a request refused for this fault is answered with: 505 for a bad SIP version,
+    /// 416 for an unsupported Request-URI scheme, 513 for an oversize header section, else 400.
+    pub fn status(&self) -> u16 {
+        match self {
+            ParseErrorKind::BadVersion => 505,
+            ParseErrorKind::UnsupportedUriScheme => 416,
+            ParseErrorKind::TooLarge => 513,
+            _ => 400,
+        }
+    }
+
+    /// The standard reason phrase of [`ParseErrorKind::status`].
+    pub fn status_text(&self) -> &'static str {
+        match self.status() {
+            505 => "Version Not Supported",
+            416 => "Unsupported URI Scheme",
+            513 => "Message Too Large",
+            _ => "Bad Request",
+        }
+    }
+}
+
 /// A refused message: the fault, and the indexed request if it was complete enough to answer.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind}")]
@@ -84,9 +123,15 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    /// The reason phrase for a 400 answer, e.g. "Bad Request (Content-Length mismatch)".
+    /// The reason phrase for the answer, e.g. "Bad Request (Content-Length mismatch)" or
+    /// "Version Not Supported (Bad SIP version)"; send it with [`ParseError::status`].
     pub fn reason_phrase(&self) -> String {
-        format!("Bad Request ({})", self.kind)
+        format!("{} ({})", self.kind.status_text(), self.kind)
+    }
+
+    /// The status code to answer with (see [`ParseErrorKind::status`]).
+    pub fn status(&self) -> u16 {
+        self.kind.status()
     }
 
     /// The request to answer with 400, if any (see [`ParseError::request`]).
@@ -176,6 +221,9 @@ pub struct SipMessage {
     call_id: Range<usize>,
     cseq_num: u32,
     cseq_method: Method,
+    /// The raw CSeq value when it did not parse (only in a [`ParseError`]'s request), copied into the
+    /// 400 verbatim.
+    bad_cseq: Option<Range<usize>>,
     from: NameAddr,
     to: NameAddr,
     max_forwards: Option<u8>,
@@ -412,6 +460,11 @@ impl SipMessage {
 
     pub(crate) fn header_spans(&self) -> &[HeaderSpan] {
         &self.headers
+    }
+
+    /// The CSeq value as written, when it was unusable (only in a refused request).
+    pub(crate) fn bad_cseq(&self) -> Option<&str> {
+        self.bad_cseq.as_ref().map(|r| self.str_at(r))
     }
 
     pub(crate) fn raw(&self) -> &[u8] {

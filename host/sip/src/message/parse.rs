@@ -279,7 +279,12 @@ pub(crate) fn parse_via(buf: &[u8], r: Range<usize>) -> Option<Via> {
         + buf[t_start..r.end]
             .iter()
             .position(|&b| b == b' ' || b == b'\t')?;
-    if t_end == t_start || !buf[t_start..t_end].iter().all(|&b| is_token_char(b)) {
+    // RFC 3261 20.42 allows other transport tokens, but we can answer none of them.
+    const TRANSPORTS: [&[u8]; 7] = [b"UDP", b"TCP", b"TLS", b"SCTP", b"TLS-SCTP", b"WS", b"WSS"];
+    if !TRANSPORTS
+        .iter()
+        .any(|t| buf[t_start..t_end].eq_ignore_ascii_case(t))
+    {
         return None;
     }
     let sb_start = trim(buf, t_end..r.end).start;
@@ -329,7 +334,11 @@ pub(crate) fn parse_via(buf: &[u8], r: Range<usize>) -> Option<Via> {
             if n.eq_ignore_ascii_case(b"branch") {
                 via.branch = Some(value.filter(|v| !v.is_empty())?);
             } else if n.eq_ignore_ascii_case(b"received") {
-                via.received = Some(value.filter(|v| !v.is_empty())?);
+                let v = value.filter(|v| !v.is_empty())?;
+                let ip = std::str::from_utf8(&buf[v.clone()]).ok()?;
+                let ip = ip.trim_start_matches('[').trim_end_matches(']');
+                ip.parse::<std::net::IpAddr>().ok()?;
+                via.received = Some(v);
             } else if n.eq_ignore_ascii_case(b"rport") {
                 via.rport = Some(match value {
                     None => None,
@@ -344,6 +353,108 @@ pub(crate) fn parse_via(buf: &[u8], r: Range<usize>) -> Option<Via> {
 
 fn parse_port(digits: &[u8]) -> Option<u16> {
     parse_u32(digits).and_then(|p| u16::try_from(p).ok())
+}
+
+/// Longest method token we accept on a Request-Line.
+const MAX_METHOD_LEN: usize = 32;
+/// Longest Call-ID we accept.
+const MAX_CALL_ID_LEN: usize = 256;
+/// Largest header section we accept, in bytes (beyond it: 513).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Most header lines we accept (beyond it: 513).
+pub const MAX_HEADER_LINES: usize = 256;
+
+fn is_hex(b: u8) -> bool {
+    b.is_ascii_hexdigit()
+}
+
+/// Checks every `%` in `s` is followed by two hex digits.
+fn escapes_ok(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if !(s.get(i + 1).copied().is_some_and(is_hex)
+                && s.get(i + 2).copied().is_some_and(is_hex))
+            {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+/// Validates a Request-URI (RFC 3261 19.1, RFC 3986 absolute URI).
+pub(crate) fn check_request_uri(u: &[u8]) -> Result<(), ParseErrorKind> {
+    let bad = ParseErrorKind::BadRequestUri;
+    if u.is_empty()
+        || u.iter()
+            .any(|&b| !(0x21..0x7f).contains(&b) || b == b'<' || b == b'>')
+    {
+        return Err(bad);
+    }
+    let colon = u.iter().position(|&b| b == b':').ok_or(bad.clone())?;
+    let scheme = &u[..colon];
+    if scheme.is_empty()
+        || !scheme[0].is_ascii_alphabetic()
+        || !scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    {
+        return Err(bad);
+    }
+    let rest = &u[colon + 1..];
+    if rest.is_empty() || !escapes_ok(rest) {
+        return Err(bad);
+    }
+    if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
+        let no_headers = &rest[..rest.iter().position(|&b| b == b'?').unwrap_or(rest.len())];
+        let hp_start = no_headers
+            .iter()
+            .rposition(|&b| b == b'@')
+            .map_or(0, |a| a + 1);
+        let hp = &no_headers[hp_start..];
+        let hp = &hp[..hp.iter().position(|&b| b == b';').unwrap_or(hp.len())];
+        let (host, port) = if hp.first() == Some(&b'[') {
+            let close = hp.iter().position(|&b| b == b']').ok_or(bad.clone())?;
+            (&hp[..=close], &hp[close + 1..])
+        } else {
+            match hp.iter().position(|&b| b == b':') {
+                Some(c) => (&hp[..c], &hp[c..]),
+                None => (hp, &hp[hp.len()..]),
+            }
+        };
+        let host_ok = if host.first() == Some(&b'[') {
+            host.len() > 2
+                && host[1..host.len() - 1]
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || b":.".contains(&b))
+        } else {
+            !host.is_empty()
+                && host
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        };
+        if !host_ok {
+            return Err(bad);
+        }
+        match port {
+            [] => {}
+            [b':', digits @ ..] => {
+                if !parse_u32(digits).is_some_and(|p| (1..=65535).contains(&p)) {
+                    return Err(bad);
+                }
+            }
+            _ => return Err(bad),
+        }
+        Ok(())
+    } else if scheme.eq_ignore_ascii_case(b"tel") {
+        Ok(())
+    } else {
+        Err(ParseErrorKind::UnsupportedUriScheme)
+    }
 }
 
 fn parse_start_line(buf: &[u8], line: Range<usize>) -> Result<StartLine, ParseErrorKind> {
@@ -374,8 +485,11 @@ fn parse_start_line(buf: &[u8], line: Range<usize>) -> Result<StartLine, ParseEr
             version_ok: l[..sp1].eq_ignore_ascii_case(b"SIP/2.0"),
         });
     }
-    // Request-Line = Method SP Request-URI SP SIP-Version
-    let method = Method::from_token(&l[..sp1]).ok_or(ParseErrorKind::BadStartLine)?;
+    // Request-Line = Method SP Request-URI SP SIP-Version: exactly three parts, single spaces.
+    if l.len() > sp1 && l[..sp1].len() > MAX_METHOD_LEN {
+        return Err(ParseErrorKind::BadMethod);
+    }
+    let method = Method::from_token(&l[..sp1]).ok_or(ParseErrorKind::BadMethod)?;
     let sp2 = sp1
         + 1
         + l[sp1 + 1..]
@@ -384,14 +498,11 @@ fn parse_start_line(buf: &[u8], line: Range<usize>) -> Result<StartLine, ParseEr
             .ok_or(ParseErrorKind::BadStartLine)?;
     let uri = line.start + sp1 + 1..line.start + sp2;
     let version = &l[sp2 + 1..];
-    if uri.is_empty()
-        || version.contains(&b' ')
-        || !buf[uri.clone()].contains(&b':')
-        || buf[uri.clone()].iter().any(|&b| b < 0x21 || b == 0x7f)
-    {
+    if uri.is_empty() || version.is_empty() || version.contains(&b' ') {
         return Err(ParseErrorKind::BadStartLine);
     }
-    if version.len() < 4 || !version[..4].eq_ignore_ascii_case(b"SIP/") {
+    check_request_uri(&buf[uri.clone()])?;
+    if !version.iter().all(|&b| b.is_ascii_graphic()) {
         return Err(ParseErrorKind::BadStartLine);
     }
     Ok(StartLine::Request {
@@ -399,6 +510,63 @@ fn parse_start_line(buf: &[u8], line: Range<usize>) -> Result<StartLine, ParseEr
         uri,
         version_ok: version.eq_ignore_ascii_case(b"SIP/2.0"),
     })
+}
+
+/// True if `v` holds a control character other than HTAB (RFC 3261 25.1: TEXT-UTF8 excludes CTLs).
+fn has_ctl(v: &[u8]) -> bool {
+    v.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
+/// True if `v` is a Content-Type media-type: `type/subtype` tokens, then optional `;` parameters.
+fn media_type_ok(buf: &[u8], v: Range<usize>) -> bool {
+    let end = buf[v.clone()]
+        .iter()
+        .position(|&b| b == b';')
+        .map_or(v.end, |p| v.start + p);
+    let mt = trim(buf, v.start..end);
+    let s = &buf[mt];
+    let Some(slash) = s.iter().position(|&b| b == b'/') else {
+        return false;
+    };
+    let (t, st) = (trim_ascii(&s[..slash]), trim_ascii(&s[slash + 1..]));
+    !t.is_empty()
+        && !st.is_empty()
+        && t.iter().all(|&b| is_token_char(b))
+        && st.iter().all(|&b| is_token_char(b))
+}
+
+fn trim_ascii(s: &[u8]) -> &[u8] {
+    s.trim_ascii()
+}
+
+/// A Route / Record-Route value: comma-separated name-addrs, each with `<uri>`.
+fn route_ok(buf: &[u8], v: Range<usize>) -> bool {
+    let Ok(s) = std::str::from_utf8(&buf[v.clone()]) else {
+        return false;
+    };
+    let mut any = false;
+    for item in super::split_commas(s) {
+        any = true;
+        let off = item.as_ptr() as usize - s.as_ptr() as usize;
+        let r = v.start + off..v.start + off + item.len();
+        // name-addr per RFC 3261 20.30/20.34; a bare addr-spec (some stacks write the remote target
+        // so in strict routing) is tolerated, but not `<>` or an unterminated `<`.
+        match parse_name_addr(buf, r) {
+            Some(na) if name_addr_ok(buf, &na) => {}
+            _ => return false,
+        }
+    }
+    any
+}
+
+/// Maps a header name that is not a token ("Call ID") to the known header it was meant to be, so
+/// that a 400 can still copy its value.
+fn misspelt_known(name: &[u8]) -> Option<Known> {
+    let norm: Vec<u8> = name
+        .iter()
+        .map(|&b| if b == b' ' || b == b'\t' { b'-' } else { b })
+        .collect();
+    known_header(&norm)
 }
 
 /// Parses a datagram (or one TCP frame) into an indexed message. See [`SipMessage::parse`].
@@ -413,32 +581,64 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
         .position(|&b| b != b'\r' && b != b'\n')
         .ok_or_else(|| fail(ParseErrorKind::Empty))?;
     let mut buf = input.slice(skip..);
-    let (mut head_end, mut body_start) =
-        find_header_end(&buf).ok_or_else(|| fail(ParseErrorKind::Truncated))?;
+
+    // Errors found from here on leave the index usable, so a request can still get its 400.
+    let mut deferred: Option<ParseErrorKind> = None;
+    let mut defer = |k: ParseErrorKind| {
+        if deferred.is_none() {
+            deferred = Some(k);
+        }
+    };
+
+    // A datagram without the blank line (RFC 3261 18.3: truncated) is still answered when its
+    // headers are usable: the whole datagram is taken as the header section.
+    let bounds = |buf: &[u8]| find_header_end(buf).unwrap_or((buf.len(), buf.len()));
+    let truncated = find_header_end(&buf).is_none();
+    if truncated {
+        defer(ParseErrorKind::Truncated);
+    }
+    let (mut head_end, mut body_start) = bounds(&buf);
     if has_folding(&buf[..head_end]) {
         buf = unfold(&buf, head_end);
-        (head_end, body_start) =
-            find_header_end(&buf).ok_or_else(|| fail(ParseErrorKind::Truncated))?;
+        (head_end, body_start) = bounds(&buf);
+    }
+    if head_end > MAX_HEADER_BYTES {
+        defer(ParseErrorKind::TooLarge);
     }
     if std::str::from_utf8(&buf[..head_end]).is_err() {
-        return Err(fail(ParseErrorKind::NotUtf8));
-    }
-    if buf[..head_end].contains(&0) {
-        return Err(fail(ParseErrorKind::BadStartLine));
+        defer(ParseErrorKind::NotUtf8);
     }
 
     let first_lf = buf[..head_end]
         .iter()
         .position(|&b| b == b'\n')
         .unwrap_or(head_end);
-    let start_line = trim(&buf, 0..first_lf);
-    let start = parse_start_line(&buf, start_line).map_err(fail)?;
-
-    // Errors found after this point leave the index usable, so a request can still get its 400.
-    let mut deferred: Option<ParseErrorKind> = None;
-    let mut defer = |k: ParseErrorKind| {
-        if deferred.is_none() {
-            deferred = Some(k);
+    let mut start_line = 0..first_lf;
+    if start_line.end > 0 && buf[start_line.end - 1] == b'\r' {
+        start_line.end -= 1;
+    }
+    // A Request-Line we cannot read still lets us answer if the headers are fine: its method is
+    // then taken from CSeq.
+    let mut start_from_cseq = false;
+    let mut start = match parse_start_line(&buf, start_line) {
+        Ok(s) => s,
+        // A status line, or something whose first word is a version ("HTTP/1.1 200 OK"): drop.
+        Err(kind)
+            if buf[..first_lf]
+                .split(|&b| b == b' ' || b == b'\t')
+                .next()
+                .is_some_and(|w| w.contains(&b'/')) =>
+        {
+            return Err(fail(kind));
+        }
+        Err(kind) => {
+            defer(kind);
+            start_from_cseq = true;
+            StartLine::Request {
+                method: Method::Other("INVALID".into()),
+                uri: 0..0,
+                version_ok: true,
+            }
         }
     };
     if !start.version_ok() {
@@ -447,14 +647,17 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
 
     let mut headers = Vec::with_capacity(16);
     let mut via = None;
-    let mut call_id = None;
+    let mut call_id: Option<Range<usize>> = None;
     let mut cseq = None;
+    let mut bad_cseq: Option<Range<usize>> = None;
     let mut from = None;
     let mut to = None;
     let mut max_forwards = None;
     let mut content_length = None;
     let mut content_type = None;
     let mut contact = None;
+    let mut contact_count = 0usize;
+    let mut expires: Option<u32> = None;
     // Fatal header faults: the index cannot be trusted for a response (missing routing data).
     let mut fatal: Option<ParseErrorKind> = None;
     let mut set_fatal = |k: ParseErrorKind| {
@@ -462,8 +665,14 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
             fatal = Some(k);
         }
     };
+    let raw_na = |r: Range<usize>| NameAddr {
+        value: r.clone(),
+        uri: r,
+        tag: None,
+    };
 
     let mut pos = (first_lf + 1).min(head_end);
+    let mut lines = 0usize;
     while pos < head_end {
         let eol = pos
             + buf[pos..head_end]
@@ -475,6 +684,13 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
         if line.is_empty() {
             continue;
         }
+        lines += 1;
+        if lines > MAX_HEADER_LINES {
+            defer(ParseErrorKind::TooLarge);
+        }
+        if has_ctl(&buf[line.clone()]) {
+            defer(ParseErrorKind::ControlCharacter);
+        }
         let Some(colon) = buf[line.clone()].iter().position(|&b| b == b':') else {
             defer(ParseErrorKind::HeaderWithoutColon);
             continue;
@@ -483,6 +699,15 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
         let value = trim(&buf, line.start + colon + 1..line.end);
         if name.is_empty() || !buf[name.clone()].iter().all(|&b| is_token_char(b)) {
             defer(ParseErrorKind::BadHeaderName);
+            // Keep the raw value of a misspelt From/To/Call-ID/CSeq so the 400 can copy it.
+            match misspelt_known(&buf[name.clone()]) {
+                Some(Known::From) if from.is_none() => from = Some(raw_na(value.clone())),
+                Some(Known::To) if to.is_none() => to = Some(raw_na(value.clone())),
+                Some(Known::CallId) if call_id.is_none() && !value.is_empty() => {
+                    call_id = Some(value.clone())
+                }
+                _ => {}
+            }
             continue;
         }
         let known = known_header(&buf[name.clone()]);
@@ -498,18 +723,22 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
             }
             Some(Known::CallId) => {
                 if call_id.is_some() {
-                    set_fatal(ParseErrorKind::DuplicateHeader("Call-ID"));
-                } else if value.is_empty()
-                    || buf[value.clone()].iter().any(|&b| b == b' ' || b == b'\t')
-                {
+                    defer(ParseErrorKind::DuplicateHeader("Call-ID"));
+                } else if value.is_empty() {
                     set_fatal(ParseErrorKind::BadHeader("Call-ID"));
                 } else {
+                    let v = &buf[value.clone()];
+                    if v.len() > MAX_CALL_ID_LEN
+                        || v.iter().any(|&b| b <= b' ' || b == 0x7f || b == b'"')
+                    {
+                        defer(ParseErrorKind::BadHeader("Call-ID"));
+                    }
                     call_id = Some(value.clone());
                 }
             }
             Some(Known::CSeq) => {
-                if cseq.is_some() {
-                    set_fatal(ParseErrorKind::DuplicateHeader("CSeq"));
+                if cseq.is_some() || bad_cseq.is_some() {
+                    defer(ParseErrorKind::DuplicateHeader("CSeq"));
                 } else {
                     let v = &buf[value.clone()];
                     let parsed = v
@@ -522,6 +751,10 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
                         });
                     match parsed {
                         Some(c) => cseq = Some(c),
+                        None if !value.is_empty() => {
+                            defer(ParseErrorKind::BadHeader("CSeq"));
+                            bad_cseq = Some(value.clone());
+                        }
                         None => set_fatal(ParseErrorKind::BadHeader("CSeq")),
                     }
                 }
@@ -533,11 +766,15 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
                     (&mut to, "To")
                 };
                 if slot.is_some() {
-                    set_fatal(ParseErrorKind::DuplicateHeader(label));
+                    defer(ParseErrorKind::DuplicateHeader(label));
                 } else {
                     match parse_name_addr(&buf, value.clone()) {
-                        Some(na) => *slot = Some(na),
-                        None => set_fatal(ParseErrorKind::BadHeader(label)),
+                        Some(na) if name_addr_ok(&buf, &na) => *slot = Some(na),
+                        _ if value.is_empty() => set_fatal(ParseErrorKind::BadHeader(label)),
+                        _ => {
+                            defer(ParseErrorKind::BadHeader(label));
+                            *slot = Some(raw_na(value.clone()));
+                        }
                     }
                 }
             }
@@ -563,9 +800,13 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
                 if content_type.is_some() {
                     defer(ParseErrorKind::DuplicateHeader("Content-Type"));
                 }
+                if !media_type_ok(&buf, value.clone()) {
+                    defer(ParseErrorKind::BadHeader("Content-Type"));
+                }
                 content_type = Some(value.clone());
             }
             Some(Known::Contact) => {
+                contact_count += 1;
                 if contact.is_none() {
                     let end = find_unquoted(&buf, value.clone(), b',', true).unwrap_or(value.end);
                     let first = trim(&buf, value.start..end);
@@ -583,10 +824,42 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
                     }
                 }
             }
-            Some(Known::Route | Known::RecordRoute) | None => {}
+            Some(k @ (Known::Route | Known::RecordRoute)) => {
+                if !route_ok(&buf, value.clone()) {
+                    defer(ParseErrorKind::BadHeader(if k == Known::Route {
+                        "Route"
+                    } else {
+                        "Record-Route"
+                    }));
+                }
+            }
+            None => {
+                if buf[name.clone()].eq_ignore_ascii_case(b"Expires") {
+                    match parse_u32(&buf[value.clone()]) {
+                        Some(n) => expires = Some(n),
+                        None => defer(ParseErrorKind::BadHeader("Expires")),
+                    }
+                }
+            }
         }
         headers.push(HeaderSpan { name, value, known });
     }
+
+    // Without a usable CSeq number the request method still comes from the Request-Line, or from the
+    // CSeq method token if that is all there is.
+    let cseq = cseq.or_else(|| {
+        let raw = bad_cseq.clone()?;
+        let v = &buf[raw.clone()];
+        let m = v
+            .iter()
+            .rposition(|&b| b == b' ' || b == b'\t')
+            .and_then(|sp| Method::from_token(&v[sp + 1..]));
+        let m = match (&start, start_from_cseq) {
+            (StartLine::Request { method, .. }, false) => method.clone(),
+            _ => m.unwrap_or(Method::Other("INVALID".into())),
+        };
+        Some((0, m))
+    });
 
     for (present, name) in [
         (via.is_some(), "Via"),
@@ -600,7 +873,12 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
         }
     }
     if let Some(kind) = fatal {
-        return Err(fail(kind));
+        // A cut-off datagram is best described as such, whatever header it lost.
+        return Err(fail(if truncated {
+            ParseErrorKind::Truncated
+        } else {
+            kind
+        }));
     }
     let (Some(via), Some(from), Some(to), Some(call_id), Some((cseq_num, cseq_method))) =
         (via, from, to, call_id, cseq)
@@ -608,10 +886,20 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
         return Err(fail(ParseErrorKind::MissingHeader("Via")));
     };
 
-    if let StartLine::Request { method, .. } = &start
-        && *method != cseq_method
-    {
-        defer(ParseErrorKind::CSeqMethodMismatch);
+    if start_from_cseq && let StartLine::Request { method, .. } = &mut start {
+        *method = cseq_method.clone();
+    }
+    if let StartLine::Request { method, .. } = &start {
+        if bad_cseq.is_none() && *method != cseq_method {
+            defer(ParseErrorKind::CSeqMethodMismatch);
+        }
+        // RFC 3261 10.2.2: `Contact: *` only in REGISTER, alone, with Expires: 0.
+        if let Some(c) = &contact
+            && &buf[c.uri.clone()] == b"*"
+            && (*method != Method::Register || expires != Some(0) || contact_count > 1)
+        {
+            defer(ParseErrorKind::BadHeader("Contact"));
+        }
     }
 
     // RFC 3261 18.3: a body shorter than Content-Length is an error; extra datagram bytes are dropped.
@@ -624,6 +912,10 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
         Some(n) => body_start..body_start + n,
         None => body_start..buf.len(),
     };
+    // RFC 3261 20.15: a non-empty body must say what it is.
+    if !body.is_empty() && content_type.is_none() {
+        defer(ParseErrorKind::MissingHeader("Content-Type"));
+    }
 
     let msg = SipMessage {
         buf,
@@ -634,6 +926,7 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
         call_id,
         cseq_num,
         cseq_method,
+        bad_cseq,
         from,
         to,
         max_forwards,
@@ -651,4 +944,65 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
             })
         }
     }
+}
+
+/// From/To syntax beyond what [`parse_name_addr`] checks: balanced quotes and brackets, a URI with a
+/// scheme.
+fn name_addr_ok(buf: &[u8], na: &NameAddr) -> bool {
+    let v = &buf[na.value.clone()];
+    let mut q = false;
+    let mut i = 0;
+    let (mut lt, mut gt) = (0, 0);
+    while i < v.len() {
+        match v[i] {
+            b'\\' if q => i += 1,
+            b'"' => q = !q,
+            b'<' if !q => lt += 1,
+            b'>' if !q => gt += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    let uri = &buf[na.uri.clone()];
+    !q && lt == gt && lt <= 1 && uri.iter().position(|&b| b == b':').is_some_and(|c| c > 0)
+}
+
+/// A cheap sanity check of an SDP body (RFC 8866): starts with `v=0`, every line is `x=...`, and
+/// there is an `m=` line with a port 0..=65535 and a transport. Not called by [`SipMessage::parse`]
+/// (SDP is not SIP); the B2BUA calls it on INVITE bodies of type `application/sdp` and answers 488.
+pub fn check_sdp(body: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(body).map_err(|_| "SDP is not UTF-8".to_string())?;
+    let mut lines = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.is_empty());
+    if lines.next() != Some("v=0") {
+        return Err("SDP does not start with v=0".into());
+    }
+    let mut media = false;
+    for l in lines {
+        let b = l.as_bytes();
+        if b.len() < 2 || !b[0].is_ascii_lowercase() || b[1] != b'=' {
+            return Err(format!("bad SDP line {l:?}"));
+        }
+        if let Some(m) = l.strip_prefix("m=") {
+            let mut f = m.split(' ');
+            let (_media, port, proto) = (f.next(), f.next(), f.next());
+            let port = port.unwrap_or("");
+            let port = port.split('/').next().unwrap_or("");
+            if !port.bytes().all(|c| c.is_ascii_digit())
+                || parse_u32(port.as_bytes()).is_none_or(|p| p > 65535)
+            {
+                return Err(format!("bad SDP media port in {l:?}"));
+            }
+            if proto.is_none_or(str::is_empty) {
+                return Err(format!("no SDP transport in {l:?}"));
+            }
+            media = true;
+        }
+    }
+    if !media {
+        return Err("SDP has no m= line".into());
+    }
+    Ok(())
 }

@@ -103,7 +103,7 @@ fn strictness_faults_are_named() {
         (
             "CSeq: 314159 INVITE\r\n",
             ParseErrorKind::BadHeader("CSeq"),
-            false,
+            true,
         ),
     ];
     let replacements = [
@@ -124,7 +124,8 @@ fn strictness_faults_are_named() {
     let err =
         parse(&INVITE.replace("INVITE sip:bob@b.example SIP/2.0", "INVITE  SIP/2.0")).unwrap_err();
     assert_eq!(err.kind, ParseErrorKind::BadStartLine);
-    assert!(err.respondable().is_none());
+    // Answerable: Via, From, To, Call-ID and CSeq are usable, the method comes from CSeq.
+    assert_eq!(err.respondable().unwrap().method(), Some(&Method::Invite));
     assert_eq!(parse("\r\n\r\n").unwrap_err().kind, ParseErrorKind::Empty);
     assert_eq!(
         parse("INVITE sip:a SIP/2.0\r\nVia: x").unwrap_err().kind,
@@ -318,4 +319,190 @@ fn mutated_and_truncated_input_never_panics() {
         parsed > 100,
         "the mutator should leave some messages valid ({parsed})"
     );
+}
+
+/// Every file of tests/malformed gets a parse outcome allowed by expected.tsv. A 4xx/5xx expectation
+/// means a respondable error with an allowed status (488 means: parses, and `check_sdp` refuses the
+/// body); `drop` means not respondable; `accept` means it parses.
+#[test]
+fn malformed_corpus_outcomes() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/malformed");
+    let tsv = std::fs::read_to_string(format!("{dir}/expected.tsv")).unwrap();
+    let mut failures = Vec::new();
+    for line in tsv
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let (file, expect, also) = (cols[0], cols[1], cols.get(2).copied().unwrap_or("-"));
+        let allowed: Vec<&str> = std::iter::once(expect)
+            .chain(also.split(',').filter(|s| *s != "-"))
+            .collect();
+        let bytes = std::fs::read(format!("{dir}/{file}")).unwrap();
+        let got = match SipMessage::parse(bytes::Bytes::from(bytes)) {
+            Ok(m) => {
+                let sdp = allowed.contains(&"488")
+                    && m.content_type() == Some("application/sdp")
+                    && crate::message::check_sdp(&m.body()).is_err();
+                if sdp {
+                    "488".to_string()
+                } else {
+                    "accept".to_string()
+                }
+            }
+            Err(e) => match e.respondable() {
+                Some(req) => {
+                    // The answer must build from the (possibly raw) values.
+                    build_response(req, e.status(), &e.reason_phrase(), &[], Some("t"), None)
+                        .unwrap();
+                    e.status().to_string()
+                }
+                None => "drop".to_string(),
+            },
+        };
+        if !allowed.contains(&got.as_str()) {
+            failures.push(format!("{file}: allowed {allowed:?}, got {got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Each new strictness check refuses its fault with the right status, and a valid counterpart parses.
+#[test]
+fn new_checks_refuse_faults_and_keep_valid_sip() {
+    let cases: [(&str, &str, u16, &str); 14] = [
+        (
+            "INVITE sip:bob@b.example SIP/2.0",
+            "INV@TE sip:bob@b.example SIP/2.0",
+            400,
+            "method",
+        ),
+        (
+            "INVITE sip:bob@b.example SIP/2.0",
+            "INVITE <sip:bob@b.example> SIP/2.0",
+            400,
+            "<uri>",
+        ),
+        (
+            "INVITE sip:bob@b.example SIP/2.0",
+            "INVITE foo:bob@b.example SIP/2.0",
+            416,
+            "scheme",
+        ),
+        (
+            "INVITE sip:bob@b.example SIP/2.0",
+            "INVITE sip:bob@b.example:70000 SIP/2.0",
+            400,
+            "port",
+        ),
+        (
+            "INVITE sip:bob@b.example SIP/2.0",
+            "INVITE sip:b%zzob@b.example SIP/2.0",
+            400,
+            "escape",
+        ),
+        (
+            "INVITE sip:bob@b.example SIP/2.0",
+            "INVITE sip:bob@ SIP/2.0",
+            400,
+            "no host",
+        ),
+        (
+            "INVITE sip:bob@b.example SIP/2.0",
+            "INVITE sip:bob@b.example HTTP/1.1",
+            505,
+            "version",
+        ),
+        ("Call-ID: ", "Call-ID: a b\r\nX-Old: ", 400, "call-id space"),
+        ("CSeq: 314159 INVITE", "CSeq: 314159", 400, "cseq method"),
+        (
+            "CSeq: 314159 INVITE",
+            "CSeq: -1 INVITE",
+            400,
+            "cseq negative",
+        ),
+        (
+            "Max-Forwards: 70",
+            "Max-Forwards: 70\r\nExpires: soon",
+            400,
+            "expires",
+        ),
+        (
+            "Max-Forwards: 70",
+            "Max-Forwards: 70\r\nSubject: a\x1b[1m",
+            400,
+            "ctl",
+        ),
+        (
+            "Max-Forwards: 70",
+            "Max-Forwards: 70\r\nRoute: <>",
+            400,
+            "route",
+        ),
+        (
+            "Max-Forwards: 70",
+            "Max-Forwards: 70\r\nContact: *",
+            400,
+            "contact *",
+        ),
+    ];
+    parse(INVITE).unwrap();
+    for (from, to, status, what) in cases {
+        assert!(INVITE.contains(from), "{what}");
+        let err = parse(&INVITE.replacen(from, to, 1)).unwrap_err();
+        assert_eq!(err.status(), status, "{what}: {err}");
+        let req = err
+            .respondable()
+            .unwrap_or_else(|| panic!("{what} not respondable"));
+        build_response(req, status, &err.reason_phrase(), &[], Some("t"), None).unwrap();
+    }
+    // Valid counterparts: IPv6 hosts, tel:, sips:, params and headers, name-addr Route, folding.
+    for (from, to) in [
+        (
+            "INVITE sip:bob@b.example SIP/2.0",
+            "INVITE sip:bob@[2001:db8::1]:5060;transport=udp SIP/2.0",
+        ),
+        (
+            "INVITE sip:bob@b.example SIP/2.0",
+            "INVITE tel:+15551234;phone-context=x SIP/2.0",
+        ),
+        (
+            "INVITE sip:bob@b.example SIP/2.0",
+            "INVITE sips:b%20ob@b.example?subject=x SIP/2.0",
+        ),
+        (
+            "Max-Forwards: 70",
+            "Max-Forwards: 70\r\nRoute: <sip:p1;lr>, \"P\" <sip:p2>\r\nExpires: 30",
+        ),
+        ("Max-Forwards: 70", "Max-Forwards: 70\r\nSubject: a\r\n\tb"),
+    ] {
+        parse(&INVITE.replacen(from, to, 1)).unwrap_or_else(|e| panic!("{to}: {e}"));
+    }
+}
+
+#[test]
+fn register_star_contact_and_sizes() {
+    let reg = "REGISTER sip:b.example SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\
+        From: <sip:a@b.example>;tag=1\r\nTo: <sip:a@b.example>\r\nCall-ID: r1\r\nCSeq: 2 REGISTER\r\n\
+        Contact: *\r\nExpires: 0\r\nContent-Length: 0\r\n\r\n";
+    parse(reg).unwrap();
+    let err = parse(&reg.replace("Expires: 0", "Expires: 60")).unwrap_err();
+    assert_eq!(err.kind, ParseErrorKind::BadHeader("Contact"));
+    let many: String = (0..300).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let err = parse(&reg.replace("Expires: 0\r\n", &format!("Expires: 0\r\n{many}"))).unwrap_err();
+    assert_eq!((err.status(), err.kind.status()), (513, 513));
+    assert!(err.respondable().is_some());
+    let long = format!("X-Big: {}\r\n", "a".repeat(40_000));
+    let err = parse(&reg.replace("Expires: 0\r\n", &format!("Expires: 0\r\n{long}"))).unwrap_err();
+    assert_eq!(err.status(), 513);
+}
+
+#[test]
+fn check_sdp_sanity() {
+    let ok = b"v=0\r\no=a 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    check_sdp(ok).unwrap();
+    check_sdp(b"garbage\r\n").unwrap_err();
+    check_sdp(b"v=0\r\nm=audio 70000 RTP/AVP 0\r\n").unwrap_err();
+    check_sdp(b"v=0\r\nm=audio 4000\r\n").unwrap_err();
+    check_sdp(b"v=0\r\ns=-\r\n").unwrap_err();
 }

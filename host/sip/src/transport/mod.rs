@@ -125,10 +125,11 @@ pub(crate) fn on_receive(
         }
         Err(e) => match e.respondable() {
             Some(req) => {
-                debug!(%source, ?transport, error = %e.kind, "malformed request, answering 400");
+                debug!(%source, ?transport, error = %e.kind, status = e.status(), "malformed request, answering");
                 let tag = new_tag();
                 let resp =
-                    build_response(req, 400, &e.reason_phrase(), &[], Some(&tag), None).ok()?;
+                    build_response(req, e.status(), &e.reason_phrase(), &[], Some(&tag), None)
+                        .ok()?;
                 let dest = response_destination(req, source, transport);
                 Some((resp.bytes().clone(), req.clone(), dest))
             }
