@@ -443,7 +443,7 @@ impl Call {
             .content_type()
             .unwrap_or("application/sdp")
             .to_string();
-        let mut builder = RequestBuilder::new(Method::Invite, &target)
+        let builder = RequestBuilder::new(Method::Invite, &target)
             .via(TransportKind::Udp.via_token(), &settings.sent_by)
             .max_forwards(max_fwd)
             .from(&from, &tag)
@@ -451,13 +451,7 @@ impl Call {
             .call_id(&b_call_id)
             .cseq(1)
             .contact(&settings.contact);
-        for (n, v) in &extra {
-            builder = builder.header(n, v);
-        }
-        if !body.is_empty() {
-            builder = builder.body(&ct, &body);
-        }
-        let b_invite = match builder.build() {
+        let b_invite = match with_content(builder, &extra, &ct, &body).build() {
             Ok(m) => m,
             Err(e) => {
                 super::log_build_error("the B-leg INVITE", &e);
@@ -845,17 +839,11 @@ impl Call {
             .content_type()
             .unwrap_or("application/octet-stream")
             .to_string();
-        let mut builder = to_dialog
+        let builder = to_dialog
             .request(method.clone())
             .via(transport.via_token(), &sent_by)
             .contact(&contact);
-        for (n, v) in &extra {
-            builder = builder.header(n, v);
-        }
-        if !body.is_empty() {
-            builder = builder.body(&ct, &body);
-        }
-        let out = match builder.build() {
+        let out = match with_content(builder, &extra, &ct, &body).build() {
             Ok(m) => m,
             Err(e) => {
                 super::log_build_error("a relayed request", &e);
@@ -1771,6 +1759,22 @@ fn transport_name(t: TransportKind) -> &'static str {
         TransportKind::Udp => "udp",
         TransportKind::Tcp => "tcp",
     }
+}
+
+/// Adds the end-to-end headers and the body (if any) to a request being built.
+fn with_content<'a>(
+    mut builder: RequestBuilder<'a>,
+    headers: &'a [(String, String)],
+    content_type: &'a str,
+    body: &'a [u8],
+) -> RequestBuilder<'a> {
+    for (n, v) in headers {
+        builder = builder.header(n, v);
+    }
+    if !body.is_empty() {
+        builder = builder.body(content_type, body);
+    }
+    builder
 }
 
 fn to_pairs(hs: &[Header]) -> Vec<(String, String)> {
