@@ -83,11 +83,9 @@ impl Runtime {
             .max_core_instances_per_component(64)
             .max_memories_per_component(16)
             .max_tables_per_component(64)
-            .max_memory_size(max_memory as usize)
-            // Reusing a slot then costs a memset of what the last call touched instead of an
-            // madvise, a TLB shootdown and page faults on the next call's first touches.
-            .linear_memory_keep_resident(1 << 20)
-            .table_keep_resident(64 << 10);
+            // Keeping slots resident (memset instead of madvise on reuse) measured no better on
+            // the fresh-instance benchmark: the guest's copy-on-write faults dominate either way.
+            .max_memory_size(max_memory as usize);
         let mut c = Config::new();
         c.wasm_component_model(true)
             .epoch_interruption(true)
