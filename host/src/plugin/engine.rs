@@ -32,7 +32,7 @@ impl Default for RuntimeConfig {
         Self {
             max_instances: 10_000,
             max_memory_mib: 64,
-            tick_ms: 1,
+            tick_ms: 5,
         }
     }
 }
