@@ -173,9 +173,11 @@ default-route = "sip:$HOST:$UAS_PORT"
 [metrics]
 listen = "$HOST:$METRICS_PORT"
 EOF
-    # CALLGATE_PLUGIN=none runs the gateway without any plugin (for comparison).
+    # CALLGATE_PLUGIN names the plugin under target/plugins/ (default probe, which takes every hook);
+    # none runs the gateway without any plugin (for comparison).
     if [ "${CALLGATE_PLUGIN:-probe}" != none ]; then
-        printf '\n[[plugins]]\nname = "probe"\npath = "%s"\n' "$PROBE_WASM" >>"$WORK/callgate.toml"
+        printf '\n[[plugins]]\nname = "%s"\npath = "%s"\n' "${CALLGATE_PLUGIN:-probe}" \
+            "$ROOT/target/plugins/${CALLGATE_PLUGIN:-probe}.wasm" >>"$WORK/callgate.toml"
     fi
     [ -n "${CALLGATE_EXTRA_TOML:-}" ] && printf '\n%s\n' "$CALLGATE_EXTRA_TOML" >>"$WORK/callgate.toml"
     spawn "$WORK/callgate.log" env RUST_LOG="${RUST_LOG:-warn}" "$CALLGATE_BIN" --config "$WORK/callgate.toml"
