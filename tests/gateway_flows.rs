@@ -304,3 +304,44 @@ async fn a_call_over_tcp_is_bridged_to_a_udp_callee() {
     };
     assert!(text.contains(&call_id), "{text}");
 }
+
+/// CANCEL racing the callee's 200: the caller gets its 487, and the callee's answered leg is ACKed
+/// and hung up instead of being left open.
+#[tokio::test]
+async fn a_200_racing_the_cancel_is_acked_and_hung_up() {
+    let callee = Ua::new().await;
+    let gw = gateway(callee.addr, vec![], |_| {}).await;
+    let mut caller = Caller::new(gw.gateway.udp_addr()).await;
+    caller.invite(&[]).await;
+    let (b_invite, from) = callee.recv_request(Method::Invite).await;
+    callee
+        .respond(&b_invite, from, 180, "b-tag", &[], false)
+        .await;
+
+    // The caller cancels (same branch as its INVITE).
+    let inv = caller.invite.clone().unwrap();
+    let cancel = callgate_sip::message::build_cancel(&inv, &[]).unwrap();
+    caller
+        .ua
+        .send(&cancel.wire_bytes(), gw.gateway.udp_addr())
+        .await;
+    let (b_cancel, cfrom) = callee.recv_request(Method::Cancel).await;
+    // ...but the callee answers the INVITE before it sees the CANCEL.
+    callee
+        .respond(&b_invite, from, 200, "b-tag", &[], true)
+        .await;
+    callee
+        .respond(&b_cancel, cfrom, 481, "b-tag", &[], false)
+        .await;
+
+    assert_eq!(
+        caller.ua.recv_final(Method::Invite).await.status(),
+        Some(487)
+    );
+    callee.recv_request(Method::Ack).await;
+    let (bye, bfrom) = callee.recv_request(Method::Bye).await;
+    assert_eq!(bye.call_id(), b_invite.call_id());
+    callee.respond(&bye, bfrom, 200, "b-tag", &[], false).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(gw.metrics.calls_ended(CallOutcome::Cancelled), 1);
+}

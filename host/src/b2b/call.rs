@@ -1492,23 +1492,19 @@ impl Call {
         let sent_by = self.shared.settings.sent_by.clone();
         let contact = self.shared.settings.contact.clone();
         let timers = self.shared.settings.sip_timers;
-        let Some(b) = self.b.as_mut() else { return };
+        let Some(b) = self.b.as_ref() else { return };
         if b.bye_sent {
             return;
         }
-        let Some(d) = b.dialog.as_mut() else {
+        if b.dialog.is_none() {
             return self.cancel_b(now);
-        };
+        }
         if b.ack.is_none() {
             // Never leave B's 2xx un-ACKed: a BYE without the ACK confuses many UAs.
-            if let Ok(ack) = d.ack(b.invite.cseq()).via("UDP", &sent_by).build() {
-                let bytes = ack.wire_bytes();
-                self.shared
-                    .net()
-                    .send(TransportKind::Udp, b.dest, bytes.clone());
-                b.ack = Some(bytes);
-            }
+            self.ack_b_locally(now);
         }
+        let Some(b) = self.b.as_mut() else { return };
+        let Some(d) = b.dialog.as_mut() else { return };
         b.bye_sent = true;
         let dest = dest_of(d, b.dest);
         let Ok(bye) = d
