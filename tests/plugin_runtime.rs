@@ -79,6 +79,14 @@ fn values<'a>(headers: &'a [Header], name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+fn ok_200() -> ResponseView {
+    ResponseView {
+        status: 200,
+        reason: "OK".into(),
+        ..Default::default()
+    }
+}
+
 fn forward(d: InviteDecision) -> callgate::plugin::decision::Forward {
     match d {
         InviteDecision::Forward(f) => f,
@@ -398,17 +406,7 @@ async fn a_trap_ends_only_that_plugins_part_in_that_call() {
         1
     );
     // The failed plugin gets no more hooks in that call; the others still do.
-    let edits = trapped
-        .on_response(
-            Leg::B,
-            "INVITE",
-            &ResponseView {
-                status: 200,
-                reason: "OK".into(),
-                ..Default::default()
-            },
-        )
-        .await;
+    let edits = trapped.on_response(Leg::B, "INVITE", &ok_200()).await;
     assert_eq!(values(&edits.add, "X-Probe-Seen"), ["a:b:INVITE:200"]);
     assert_eq!(bad.stats().hook(Hook::Response).calls, 0);
 
@@ -754,16 +752,6 @@ async fn an_established_call_keeps_only_the_instances_it_may_still_need() {
     c.setup_done();
     // header-policy takes only on-invite: its instance is gone; the probe still listens.
     assert_eq!(c.live_instances(), 1);
-    let edits = c
-        .on_response(
-            Leg::B,
-            "INVITE",
-            &ResponseView {
-                status: 200,
-                reason: "OK".into(),
-                ..Default::default()
-            },
-        )
-        .await;
+    let edits = c.on_response(Leg::B, "INVITE", &ok_200()).await;
     assert_eq!(values(&edits.add, "X-Probe-Seen"), ["a:b:INVITE:200"]);
 }

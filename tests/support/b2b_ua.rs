@@ -59,6 +59,14 @@ impl Ua {
         }
     }
 
+    /// Asserts that nothing arrives for a while (a call the gateway must not have placed).
+    pub async fn expect_silence(&self) {
+        let mut buf = [0u8; 2048];
+        let got =
+            tokio::time::timeout(Duration::from_millis(300), self.sock.recv_from(&mut buf)).await;
+        assert!(got.is_err(), "expected nothing, got a message");
+    }
+
     pub async fn recv_request(&self, method: Method) -> (SipMessage, SocketAddr) {
         let m = method.clone();
         self.recv_where(&format!("a {}", method.as_str()), move |msg| {
