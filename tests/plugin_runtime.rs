@@ -140,6 +140,36 @@ async fn every_call_gets_a_fresh_instance_and_its_own_state() {
 }
 
 #[tokio::test]
+async fn a_pre_initialised_plugin_decides_as_one_that_runs_init_per_call() {
+    let rt = runtime();
+    let config = json!({ "target": "sip:bob@127.0.0.1:5090" });
+    let snap = probe(&rt, "snap", config.clone()).await;
+    let mut spec = PluginSpec::new("probe-plain", wasm("probe"))
+        .with_config(json!({ "tag": "snap", "target": "sip:bob@127.0.0.1:5090" }));
+    spec.pre_init = false;
+    let plain = load(&rt, spec).await;
+    assert!(
+        snap.pre_initialized(),
+        "probe starts calls from its snapshot"
+    );
+    assert!(!plain.pre_initialized());
+    let decide = |p: Arc<LoadedPlugin>| async move {
+        let chain = Chain::new(vec![p]);
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            let f = forward(call(&chain).on_invite(&invite(&[])).await.decision);
+            out.push((f.target, f.invite_headers, f.pass_through));
+        }
+        out
+    };
+    let (a, b) = (decide(snap).await, decide(plain).await);
+    assert_eq!(a, b);
+    // The config read in `init` is in the snapshot; the per-call counter still starts at one.
+    assert_eq!(values(&a[1].1, "X-Probe"), ["snap"]);
+    assert_eq!(values(&a[1].1, "X-Probe-Count"), ["1"]);
+}
+
+#[tokio::test]
 async fn a_chain_of_three_merges_as_the_contract_says() {
     let rt = runtime();
     let chain = Chain::new(vec![

@@ -34,6 +34,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Call detail records.
     pub cdr: CdrConfig,
+    /// The HTTP admin API.
+    pub admin: AdminConfig,
+    /// Reloading plugins while the gateway runs.
+    pub reload: ReloadConfig,
 }
 
 /// Listening sockets.
@@ -45,7 +49,7 @@ pub struct ListenConfig {
     /// TCP address; none to disable TCP.
     #[serde(default)]
     pub tcp: Option<SocketAddr>,
-    /// The host[:port] written in our Via and Contact; defaults to the UDP address.
+    /// The `host[:port]` written in our Via and Contact; defaults to the UDP address.
     #[serde(default)]
     pub advertise: Option<String>,
 }
@@ -128,6 +132,37 @@ pub struct CdrConfig {
     pub path: Option<PathBuf>,
 }
 
+/// The HTTP admin API: list the loaded plugins (name, digest, hooks) and reload one or all of them.
+/// It can swap the code that handles calls, so it listens on loopback only and has no
+/// authentication of its own: reach it through SSH or a local proxy.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Loopback address of the HTTP endpoint, e.g. `127.0.0.1:9091`; none disables it.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Reloading plugins in place. A reload loads the new version beside the old one (compile, link,
+/// `init` with the plugin's config); only if that succeeds do new calls get it. Calls in flight
+/// keep the version they started with; a failed reload is logged and the old version keeps serving.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Reload a plugin when its file changes.
+    pub watch: bool,
+    /// How long a plugin's file must stay unchanged before it is reloaded, in milliseconds: a
+    /// build or copy writes a file in several steps, and loading a half-written one would fail.
+    pub debounce_ms: u64,
+}
+
+impl ReloadConfig {
+    /// The debounce as a duration.
+    pub fn debounce(&self) -> Duration {
+        Duration::from_millis(self.debounce_ms)
+    }
+}
+
 impl Config {
     /// The embedded defaults.
     pub fn defaults() -> Self {
@@ -181,6 +216,21 @@ impl Config {
             (400..=699).contains(&self.transfer.reject_status),
             "transfer.reject-status must be 400-699"
         );
+        if let Some(a) = self.admin.listen {
+            // It can replace the code that handles calls and has no authentication of its own.
+            anyhow::ensure!(
+                a.ip().is_loopback(),
+                "admin.listen {a} is not a loopback address: the admin API must not be reachable from the network"
+            );
+            anyhow::ensure!(
+                a.port() == 0 || self.metrics.listen != Some(a),
+                "admin.listen and metrics.listen are the same address {a}"
+            );
+        }
+        anyhow::ensure!(
+            self.reload.debounce_ms > 0,
+            "reload.debounce-ms must be positive"
+        );
         let mut names = std::collections::HashSet::new();
         for p in &self.plugins {
             anyhow::ensure!(
@@ -188,6 +238,8 @@ impl Config {
                 "plugins: name `{}` appears twice",
                 p.name
             );
+            p.source()
+                .map_err(|e| anyhow::anyhow!("plugins: `{}`: {e}", p.name))?;
         }
         Ok(())
     }
@@ -234,6 +286,38 @@ mod tests {
     }
 
     #[test]
+    fn admin_and_reload_defaults_and_checks() {
+        let c = Config::defaults();
+        assert_eq!(c.admin.listen, None);
+        assert!(c.reload.watch);
+        assert_eq!(c.reload.debounce(), Duration::from_millis(250));
+        assert_eq!(c.runtime.cache_dir, None);
+        let c = Config::from_toml(
+            "[admin]\nlisten = \"[::1]:9091\"\n[reload]\nwatch = false\ndebounce-ms = 50\n",
+        )
+        .unwrap();
+        assert_eq!(c.admin.listen, Some("[::1]:9091".parse().unwrap()));
+        assert!(!c.reload.watch);
+        assert_eq!(c.reload.debounce_ms, 50);
+        let e = Config::from_toml("[admin]\nlisten = \"0.0.0.0:9091\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("admin.listen"), "{e:#}");
+        let e = Config::from_toml(
+            "[admin]\nlisten = \"127.0.0.1:9090\"\n[metrics]\nlisten = \"127.0.0.1:9090\"\n",
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("metrics.listen"), "{e:#}");
+        let e = Config::from_toml("[reload]\ndebounce-ms = 0\n").unwrap_err();
+        assert!(format!("{e:#}").contains("reload.debounce-ms"), "{e:#}");
+        let e = Config::from_toml("[reload]\nwatched = true\n").unwrap_err();
+        assert!(format!("{e:#}").contains("watched"), "{e:#}");
+        let c = Config::from_toml("[runtime]\ncache-dir = \"target/plugin-cache\"\n").unwrap();
+        assert_eq!(
+            c.runtime.cache_dir.as_deref(),
+            Some(Path::new("target/plugin-cache"))
+        );
+    }
+
+    #[test]
     fn plugins_with_their_config() {
         let c = Config::from_toml(
             r#"
@@ -248,5 +332,70 @@ mod tests {
         .unwrap();
         assert_eq!(c.plugins[0].name, "hp");
         assert_eq!(c.plugins[0].config["invite-headers"]["X-Tenant"], "acme");
+    }
+
+    #[test]
+    fn plugin_sources_are_exactly_one_of_path_url_oci() {
+        use crate::plugin::PluginSource;
+        let pin = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let plugin = |keys: &str| Config::from_toml(&format!("[[plugins]]\nname = \"hp\"\n{keys}"));
+        let c = plugin(&format!(
+            "url = \"https://plugins.example.com/hp.wasm\"\nsha256 = \"{pin}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.plugins[0].source(),
+            Ok(PluginSource::Url {
+                url: "https://plugins.example.com/hp.wasm".into(),
+                sha256: pin.into()
+            })
+        );
+        let c = plugin("oci = \"registry.example.com:5000/callgate/hp:1.2\"\n").unwrap();
+        assert_eq!(
+            c.plugins[0].source(),
+            Ok(PluginSource::Oci {
+                reference: "registry.example.com:5000/callgate/hp:1.2".into(),
+                sha256: None
+            })
+        );
+        let c = plugin(&format!(
+            "oci = \"registry.example.com/hp@sha256:{pin}\"\nsha256 = \"sha256:{pin}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.plugins[0].source().unwrap().pin(), Some(pin));
+        for (keys, expect) in [
+            (String::new(), "none is set"),
+            (
+                "path = \"hp.wasm\"\noci = \"r.example.com/hp:1\"\n".into(),
+                "`path` and `oci` are set",
+            ),
+            (
+                "url = \"https://h/hp.wasm\"\n".into(),
+                "`url` \"https://h/hp.wasm\" needs a `sha256` pin",
+            ),
+            (
+                format!("url = \"https://h/hp.wasm\"\nsha256 = \"{}\"\n", &pin[1..]),
+                "`sha256`",
+            ),
+            (
+                format!("path = \"hp.wasm\"\nsha256 = \"{pin}\"\n"),
+                "`sha256` pins a `url` or `oci` source",
+            ),
+            (
+                "oci = \"hp:1.2\"\n".into(),
+                "`oci` \"hp:1.2\": name the registry",
+            ),
+            (
+                format!("url = \"file:///hp.wasm\"\nsha256 = \"{pin}\"\n"),
+                "`url`",
+            ),
+            ("uri = \"https://h/hp.wasm\"\n".into(), "uri"),
+        ] {
+            let e = format!("{:#}", plugin(&keys).unwrap_err());
+            assert!(e.contains(expect), "{keys:?}: {expect:?} not in {e}");
+            if !keys.starts_with("uri") {
+                assert!(e.contains("plugins: `hp`"), "{e}");
+            }
+        }
     }
 }

@@ -7,22 +7,12 @@
 pub mod b2b;
 pub mod cdr;
 pub mod config;
+pub mod http;
 pub mod metrics;
 pub mod plugin;
+pub mod reload;
 
 use std::sync::Arc;
-
-/// Loads the configured plugins in order, failing on the first that does not load.
-pub async fn load_chain(
-    runtime: &plugin::Runtime,
-    specs: &[plugin::PluginSpec],
-) -> anyhow::Result<plugin::Chain> {
-    let mut loaded = Vec::with_capacity(specs.len());
-    for s in specs {
-        loaded.push(runtime.load(s).await?);
-    }
-    Ok(plugin::Chain::new(loaded))
-}
 
 /// A whole gateway as `main` runs it: runtime, chain, transports, metrics endpoint.
 pub struct Running {
@@ -32,38 +22,62 @@ pub struct Running {
     pub runtime: plugin::Runtime,
     /// The gateway's counters.
     pub metrics: Arc<metrics::Metrics>,
+    /// The deployment's plugins, reloadable.
+    pub plugins: Arc<reload::PluginSet>,
     /// The metrics endpoint's address, if enabled.
     pub metrics_addr: Option<std::net::SocketAddr>,
-    _metrics_task: Option<tokio::task::JoinHandle<()>>,
+    /// The admin API's address, if enabled.
+    pub admin_addr: Option<std::net::SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _watcher: Option<reload::Watcher>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(t) = &self._metrics_task {
+        for t in &self.tasks {
             t.abort();
         }
     }
 }
 
-/// Starts a gateway from a config.
+/// Starts a gateway from a config. SIGHUP reloading is left to the binary (`main`), since a
+/// library embedding several gateways in one process cannot tell which one a signal is for.
 pub async fn start(config: &config::Config) -> anyhow::Result<Running> {
     let runtime = plugin::Runtime::new(config.runtime.clone())?;
-    let chain = load_chain(&runtime, &config.plugins).await?;
+    let plugins = Arc::new(reload::PluginSet::load(runtime.clone(), &config.plugins).await?);
     let metrics = Arc::new(metrics::Metrics::default());
-    let gateway = b2b::Gateway::start(config, chain, metrics.clone()).await?;
-    let (metrics_addr, task) = match config.metrics.listen {
+    let gateway = b2b::Gateway::start(config, plugins.chain().await, metrics.clone()).await?;
+    plugins.publish_to(gateway.chain_sink());
+    let mut tasks = Vec::new();
+    let metrics_addr = match config.metrics.listen {
         Some(addr) => {
-            let shared_chain = gateway.chain_source();
-            let (a, t) = metrics::serve(addr, metrics.clone(), shared_chain).await?;
-            (Some(a), Some(t))
+            let (a, t) = metrics::serve(addr, metrics.clone(), gateway.chain_source()).await?;
+            tasks.push(t);
+            Some(a)
         }
-        None => (None, None),
+        None => None,
+    };
+    let admin_addr = match config.admin.listen {
+        Some(addr) => {
+            let (a, t) = http::serve(addr, reload::admin_handler(plugins.clone())).await?;
+            tasks.push(t);
+            Some(a)
+        }
+        None => None,
+    };
+    let watcher = if config.reload.watch && !config.plugins.is_empty() {
+        Some(reload::Watcher::start(plugins.clone(), config.reload.debounce()).await?)
+    } else {
+        None
     };
     Ok(Running {
         gateway,
         runtime,
         metrics,
+        plugins,
         metrics_addr,
-        _metrics_task: task,
+        admin_addr,
+        tasks,
+        _watcher: watcher,
     })
 }

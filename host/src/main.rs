@@ -1,14 +1,42 @@
-//! The `callgate` binary: loads the config, starts the gateway, serves until interrupted.
+//! The `callgate` binary: with no subcommand, loads the config, starts the gateway and serves until
+//! interrupted; `callgate plugin ...` works on plugin artifacts without starting anything.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 /// A SIP back-to-back user agent whose call logic runs in WebAssembly plugins.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Serving flags: they apply when no subcommand is given.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// What to run instead of the gateway.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// The `plugin` subcommands. Each takes its own argument struct and has one function below.
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Describe a plugin component: contract version, name, version, hooks, size, digest, imports.
+    Inspect(InspectArgs),
+    /// Push a plugin component to an OCI registry as a Wasm OCI artifact; prints its digests.
+    Push(PushArgs),
+}
+
+/// Flags of the gateway itself.
+#[derive(Debug, Args)]
+struct ServeArgs {
     /// TOML config file, merged over the built-in defaults.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -26,14 +54,53 @@ struct Cli {
     check: bool,
 }
 
+/// `callgate plugin inspect`.
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// The component file (`.wasm`).
+    file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `callgate plugin push`.
+#[derive(Debug, Args)]
+struct PushArgs {
+    /// The component file (`.wasm`).
+    file: PathBuf,
+    /// Where to push it: `host[:port]/repository:tag`.
+    reference: String,
+    /// Use plain HTTP (only allowed for a registry on loopback, e.g. a local test registry).
+    #[arg(long)]
+    insecure: bool,
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    match cli.command {
+        None => {
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            serve(cli.serve).await
+        }
+        Some(command) => {
+            // Subcommands print their results on stdout (possibly JSON): keep logs off it.
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+            match command {
+                Command::Plugin(PluginCommand::Inspect(args)) => inspect(&args),
+                Command::Plugin(PluginCommand::Push(args)) => push(&args).await,
+            }
+        }
+    }
+}
+
+async fn serve(cli: ServeArgs) -> anyhow::Result<()> {
     let mut config = match &cli.config {
         Some(p) => callgate::config::Config::load(p)?,
         None => callgate::config::Config::defaults(),
@@ -73,13 +140,98 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let _sighup = callgate::reload::on_sighup(running.plugins.clone())
+        .context("installing the SIGHUP handler")?;
     tracing::info!(
         udp = %running.gateway.udp_addr(),
         metrics = ?running.metrics_addr,
+        admin = ?running.admin_addr,
         plugins = running.gateway.chain().plugins().len(),
-        "callgate running; Ctrl-C to stop"
+        "callgate running; SIGHUP reloads the plugins, Ctrl-C stops"
     );
     tokio::signal::ctrl_c().await?;
     tracing::info!(active = running.metrics.calls_active(), "stopping");
     Ok(())
+}
+
+/// `callgate plugin inspect FILE [--json]`.
+fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let artifact = callgate::plugin::Artifact::read(&bytes)
+        .with_context(|| format!("{}", args.file.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&artifact)?);
+    } else {
+        print!("{}", describe(&args.file, &artifact));
+    }
+    Ok(())
+}
+
+/// `callgate plugin push FILE REF [--insecure]`: prints the manifest digest (`REPO@digest` pins the
+/// push for good) and the component's SHA-256 (the value of a plugin's `sha256` pin).
+async fn push(args: &PushArgs) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let pushed = callgate::plugin::source::push(bytes, &args.reference, args.insecure)
+        .await
+        .with_context(|| format!("{}", args.file.display()))?;
+    println!("{:<10} {}", "pushed", pushed.reference);
+    println!("{:<10} {}", "digest", pushed.manifest_digest);
+    println!("{:<10} {}", "sha256", pushed.sha256);
+    Ok(())
+}
+
+/// The text form of `inspect`: one labelled line per fact, imports one per line.
+fn describe(file: &Path, a: &callgate::plugin::Artifact) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let mut line = |label: &str, value: &str| {
+        let _ = writeln!(s, "{label:<10} {value}");
+    };
+    line("file", &file.display().to_string());
+    line(
+        "contract",
+        &a.contract.as_deref().map_or_else(
+            || "none (no callgate:plugin/hooks export: not a Callgate plugin)".to_string(),
+            |v| format!("callgate:plugin@{v}"),
+        ),
+    );
+    match &a.meta {
+        Some(m) => {
+            line("plugin", &format!("{} {}", m.name, m.version));
+            line("sdk", &format!("callgate-sdk {}", m.sdk));
+            let hooks = if m.hooks.is_empty() {
+                "none (init only)".to_string()
+            } else {
+                m.hooks.join(", ")
+            };
+            line("hooks", &hooks);
+        }
+        None => {
+            line(
+                "plugin",
+                "no metadata (not built with callgate-sdk): the plugin reports its hooks from `init` at load",
+            );
+        }
+    }
+    line("size", &human_size(a.size));
+    line("sha256", &a.digest);
+    if a.imports.is_empty() {
+        line("imports", "none");
+    }
+    for (i, import) in a.imports.iter().enumerate() {
+        line(if i == 0 { "imports" } else { "" }, import);
+    }
+    s
+}
+
+/// `138949 bytes (135.7 KiB)`, or MiB from 1 MiB up.
+fn human_size(bytes: usize) -> String {
+    let b = bytes as f64;
+    if b < 1024.0 * 1024.0 {
+        format!("{bytes} bytes ({:.1} KiB)", b / 1024.0)
+    } else {
+        format!("{bytes} bytes ({:.1} MiB)", b / (1024.0 * 1024.0))
+    }
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use callgate_sip::message::{Method, SipMessage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::http::Response;
 use crate::plugin::Chain;
 use crate::plugin::decision::CallOutcome;
 use crate::plugin::stats::{FailureKind, Hook};
@@ -319,48 +319,22 @@ fn render_plugins(o: &mut String, chain: &Chain) {
     }
 }
 
-/// Serves `GET /metrics` on `addr` until the task is dropped. A deliberately small HTTP/1.1 server:
-/// one request per connection, nothing but the metrics page.
+/// Serves `GET /metrics` on `addr` until the returned task is aborted.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     chain: impl Fn() -> Arc<Chain> + Send + Sync + 'static,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
     let chain = Arc::new(chain);
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                continue;
-            };
-            let (metrics, chain) = (metrics.clone(), chain.clone());
-            tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                let n = match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    sock.read(&mut buf),
-                )
-                .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = if req.starts_with("GET /metrics ") {
-                    ("200 OK", metrics.render(&chain()))
-                } else {
-                    ("404 Not Found", "not found\n".to_string())
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(body.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
-        }
+    let handler: crate::http::Handler = Arc::new(move |req| {
+        let (metrics, chain) = (metrics.clone(), chain.clone());
+        Box::pin(async move {
+            if req.method == "GET" && req.path == "/metrics" {
+                Response::ok("text/plain; version=0.0.4", metrics.render(&chain()))
+            } else {
+                Response::error(404, "not found")
+            }
+        })
     });
-    Ok((local, task))
+    Ok(crate::http::serve(addr, handler).await?)
 }

@@ -301,6 +301,12 @@ impl Gateway {
         self.shared.chain.load_full()
     }
 
+    /// A function replacing the chain, for reloads.
+    pub fn chain_sink(&self) -> impl Fn(Chain) + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move |chain| shared.chain.store(Arc::new(chain))
+    }
+
     /// A function returning the current chain, for the metrics endpoint.
     pub fn chain_source(&self) -> impl Fn() -> Arc<Chain> + Send + Sync + 'static {
         let shared = self.shared.clone();

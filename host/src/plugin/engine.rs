@@ -1,6 +1,7 @@
 //! The process-wide engine: compilation settings, the pooling allocator, the epoch ticker that drives
 //! hook deadlines, and the permits that keep instantiation from ever failing for lack of a slot.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -25,6 +26,10 @@ pub struct RuntimeConfig {
     /// Epoch tick: the granularity of hook deadlines and how often a long-running hook yields its
     /// worker thread to other calls, in milliseconds.
     pub tick_ms: u64,
+    /// Directory of compiled components, so that a restart or reload of an unchanged plugin skips
+    /// compilation (see `Runtime::compile`); created on first use. None compiles every time. Only
+    /// the gateway's user may write it: a cached artifact is native code the gateway runs.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -33,6 +38,8 @@ impl Default for RuntimeConfig {
             max_instances: 10_000,
             max_memory_mib: 64,
             tick_ms: 5,
+            // None, so that a library user (and every test) stays hermetic unless it asks.
+            cache_dir: None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! A plugin version loaded into the runtime: compiled once, pre-instantiated, its `init` run once on
 //! a probe instance to validate this deployment's config and learn which hooks it wants.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,8 +9,11 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 
 use super::HookMask;
+use super::cache::CompileError;
 use super::ctx::{DeadlineExceeded, PluginCtx, PluginShared};
 use super::engine::Runtime;
+use super::preinit;
+use super::source::{self, FetchError, PluginSource};
 use super::stats::{FailureKind, PluginStats};
 use super::wit::latest as contract;
 
@@ -56,8 +59,20 @@ pub enum FailurePolicy {
 pub struct PluginSpec {
     /// The name used in logs, metrics and call detail records.
     pub name: String,
-    /// The component file (`.wasm`).
-    pub path: PathBuf,
+    /// Source: the component file (`.wasm`). Exactly one of `path`, `url` and `oci` is set (see
+    /// [`PluginSpec::source`]).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Source: an `http://` or `https://` URL of the component; needs `sha256`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Source: a Wasm OCI artifact, `host[:port]/repository:tag` or `...@sha256:<manifest digest>`.
+    #[serde(default)]
+    pub oci: Option<String>,
+    /// The SHA-256 of the component (hex, `sha256:` prefix optional): required with `url`,
+    /// optional with `oci` (the layer's digest), not allowed with `path`.
+    #[serde(default)]
+    pub sha256: Option<String>,
     /// `continue` or `reject`.
     #[serde(default)]
     pub failure_policy: FailurePolicyName,
@@ -74,20 +89,73 @@ pub struct PluginSpec {
     /// This deployment's config for the plugin, handed to its `init`.
     #[serde(default = "empty_config")]
     pub config: serde_json::Value,
+    /// Run `init` once at load and start every call's instance from a snapshot of the result,
+    /// instead of running `init` on each call. Turn off for a plugin whose `init` must run per call
+    /// (one that opens host resources in `init`, or wants per-call randomness seeded there).
+    #[serde(default = "yes")]
+    pub pre_init: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl PluginSpec {
-    /// A spec with the defaults, for `path` under `name`.
+    /// A spec with the defaults, for the file `path` under `name`.
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
         Self {
             name: name.into(),
-            path: path.into(),
+            path: Some(path.into()),
+            url: None,
+            oci: None,
+            sha256: None,
             failure_policy: FailurePolicyName::Continue,
             reject_status: default_reject_status(),
             deadline_ms: default_deadline_ms(),
             memory_mib: default_memory_mib(),
             config: empty_config(),
+            pre_init: true,
         }
+    }
+
+    /// A spec with the defaults, for the component at `url`, which must have SHA-256 `sha256`.
+    pub fn from_url(
+        name: impl Into<String>,
+        url: impl Into<String>,
+        sha256: impl Into<String>,
+    ) -> Self {
+        Self {
+            path: None,
+            url: Some(url.into()),
+            sha256: Some(sha256.into()),
+            ..Self::new(name, PathBuf::new())
+        }
+    }
+
+    /// A spec with the defaults, for the Wasm OCI artifact `reference`, its component pinned to
+    /// `sha256` if given.
+    pub fn from_oci(
+        name: impl Into<String>,
+        reference: impl Into<String>,
+        sha256: Option<String>,
+    ) -> Self {
+        Self {
+            path: None,
+            oci: Some(reference.into()),
+            sha256,
+            ..Self::new(name, PathBuf::new())
+        }
+    }
+
+    /// Where the component comes from, checked: exactly one of `path`, `url`, `oci`, and the
+    /// `sha256` pin where it is needed. The message names the keys.
+    pub fn source(&self) -> Result<PluginSource, String> {
+        PluginSource::parse(
+            self.path.as_deref(),
+            self.url.as_deref(),
+            self.oci.as_deref(),
+            self.sha256.as_deref(),
+        )
     }
 
     /// The same spec with this config (a JSON object).
@@ -134,6 +202,30 @@ pub enum LoadError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// A `url` or `oci` source could not be fetched.
+    #[error("plugin `{name}`: cannot fetch {origin}: {reason}")]
+    Fetch {
+        /// Plugin name.
+        name: String,
+        /// The source (`url ...`, `oci ...`).
+        origin: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The fetched component is not the one its `sha256` pins: refused.
+    #[error(
+        "plugin `{name}`: {origin} delivered a component with sha256 {found}, but `sha256` pins {expected}: refused"
+    )]
+    DigestMismatch {
+        /// Plugin name.
+        name: String,
+        /// The source (`url ...`, `oci ...`).
+        origin: String,
+        /// The pinned SHA-256.
+        expected: String,
+        /// The SHA-256 of what was delivered.
+        found: String,
     },
     /// Not a valid component.
     #[error("plugin `{name}`: not a valid wasm component: {reason}")]
@@ -195,6 +287,10 @@ pub struct LoadedPlugin {
     memory_cap: usize,
     stats: PluginStats,
     size: usize,
+    /// `pre` is a snapshot taken after `init`: per-call instances skip `init`.
+    preinitialized: bool,
+    /// SHA-256 of the component file as loaded (lower-case hex): this version's identity.
+    digest: String,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -278,6 +374,16 @@ impl LoadedPlugin {
         self.deadline
     }
 
+    /// SHA-256 of the component file as it was loaded, lower-case hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Whether per-call instances start from a snapshot taken after `init` (see `pre-init`).
+    pub fn pre_initialized(&self) -> bool {
+        self.preinitialized
+    }
+
     /// A store for one instance serving `call_ref` (0 for the load-time probe), with the memory cap
     /// and the deadline callback installed.
     fn new_store(&self, call_ref: u64) -> Store<PluginCtx> {
@@ -311,6 +417,9 @@ impl LoadedPlugin {
             }
         };
         self.stats.record_instance();
+        if self.preinitialized {
+            return Ok((Live { store, bindings }, self.hooks));
+        }
         let started = Instant::now();
         let res = bindings
             .callgate_plugin_hooks()
@@ -378,22 +487,44 @@ impl Runtime {
         if !spec.config.is_object() {
             return Err(bad("config must be a table".into()));
         }
-        let bytes = tokio::fs::read(&spec.path)
-            .await
-            .map_err(|source| LoadError::Read {
-                name: name.clone(),
-                path: spec.path.clone(),
-                source,
-            })?;
+        let source = spec.source().map_err(&bad)?;
+        let cache_dir = self.inner.config.cache_dir.as_deref();
+        let bytes = match source::fetch(&source, cache_dir).await {
+            Ok(bytes) => bytes,
+            Err(FetchError::Read(io)) => {
+                return Err(LoadError::Read {
+                    name: name.clone(),
+                    path: source.path().unwrap_or(Path::new("")).to_path_buf(),
+                    source: io,
+                });
+            }
+            Err(FetchError::Fetch(reason)) => {
+                return Err(LoadError::Fetch {
+                    name: name.clone(),
+                    origin: source.to_string(),
+                    reason,
+                });
+            }
+            Err(FetchError::DigestMismatch { expected, found }) => {
+                return Err(LoadError::DigestMismatch {
+                    name: name.clone(),
+                    origin: source.to_string(),
+                    expected,
+                    found,
+                });
+            }
+        };
         let size = bytes.len();
-        let engine = self.inner.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-            .await
-            .map_err(|e| bad(format!("compiler task failed: {e}")))?
-            .map_err(|e| LoadError::Compile {
-                name: name.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        let component = match self.compile(bytes.clone()).await {
+            Ok((component, _)) => component,
+            Err(CompileError::Invalid(e)) => {
+                return Err(LoadError::Compile {
+                    name: name.clone(),
+                    reason: format!("{e:#}"),
+                });
+            }
+            Err(e) => return Err(bad(e.to_string())),
+        };
         self.check_contract(&name, &component)?;
         let pre = self
             .inner
@@ -419,6 +550,8 @@ impl Runtime {
             memory_cap: (spec.memory_mib as usize) << 20,
             stats: PluginStats::default(),
             size,
+            preinitialized: false,
+            digest: super::artifact::digest(&bytes),
         };
         let _permit = self
             .inner
@@ -427,7 +560,20 @@ impl Runtime {
             .await
             .map_err(|_| bad("runtime closed".into()))?;
         plugin.hooks = plugin.probe().await?;
-        tracing::info!(plugin = %name, size, hooks = ?plugin.hooks.hooks().map(|h| h.name()).collect::<Vec<_>>(), "plugin loaded");
+        if spec.pre_init {
+            match plugin.pre_initialize(bytes).await {
+                Ok(pre) => {
+                    plugin.pre = pre;
+                    plugin.preinitialized = true;
+                }
+                Err(reason) => tracing::warn!(
+                    plugin = %name,
+                    %reason,
+                    "pre-initialisation not possible; every call will run init"
+                ),
+            }
+        }
+        tracing::info!(plugin = %name, size, pre_init = plugin.preinitialized, hooks = ?plugin.hooks.hooks().map(|h| h.name()).collect::<Vec<_>>(), "plugin loaded");
         Ok(Arc::new(plugin))
     }
 
@@ -457,6 +603,51 @@ impl Runtime {
 }
 
 impl LoadedPlugin {
+    /// Runs `init` on an instrumented instance and compiles the snapshot of its state into the
+    /// template per-call instances start from.
+    async fn pre_initialize(
+        &self,
+        bytes: Vec<u8>,
+    ) -> Result<contract::PluginPre<PluginCtx>, String> {
+        let runtime = &self.runtime.inner;
+        let err = |e: wasmtime::Error| format!("{e:#}");
+        let instrumented = preinit::instrument(&bytes).map_err(err)?;
+        let component = self
+            .runtime
+            .compile(instrumented)
+            .await
+            .map_err(|e| e.to_string())?
+            .0;
+        let pre = runtime.linker.instantiate_pre(&component).map_err(err)?;
+        let mut store = self.new_store(0);
+        store.data_mut().arm(LOAD_INIT_DEADLINE.max(self.deadline));
+        let instance = pre.instantiate_async(&mut store).await.map_err(err)?;
+        let bindings = contract::Plugin::new(&mut store, &instance).map_err(err)?;
+        bindings
+            .callgate_plugin_hooks()
+            .call_init(&mut store, &self.shared.config_json)
+            .await
+            .map_err(err)?
+            .map_err(|m| format!("init refused on the second run: {m}"))?;
+        // Wizer reports a component it cannot read back by panicking: contain it to this load.
+        let image =
+            tokio::spawn(async move { preinit::snapshot(&bytes, &mut store, instance).await })
+                .await
+                .map_err(|e| format!("snapshot failed: {e}"))?
+                .map_err(err)?;
+        let component = self
+            .runtime
+            .compile(image)
+            .await
+            .map_err(|e| e.to_string())?
+            .0;
+        runtime
+            .linker
+            .instantiate_pre(&component)
+            .and_then(contract::PluginPre::new)
+            .map_err(err)
+    }
+
     /// Runs `init` once on a fresh instance to validate the config and learn the hooks.
     async fn probe(&self) -> Result<HookMask, LoadError> {
         let name = self.shared.name.to_string();

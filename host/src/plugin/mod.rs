@@ -5,19 +5,26 @@
 //! The B2B layer sees only [`Runtime`], [`LoadedPlugin`], [`Chain`], [`CallPlugins`] and the types in
 //! [`decision`]; generated bindings stay inside `wit/`.
 
+pub mod artifact;
+mod cache;
 mod call;
 mod ctx;
 pub mod decision;
 mod engine;
 mod loaded;
+mod preinit;
+pub mod source;
 pub mod stats;
 pub mod validate;
 mod wit;
 
+pub use artifact::{Artifact, ArtifactError, PluginMeta};
+pub use cache::{CompileError, CompileOutcome};
 pub use call::{CallPlugins, Chain, InviteOutcome, PolicyAbort};
 pub use ctx::ControlSupport;
 pub use engine::{Runtime, RuntimeConfig};
 pub use loaded::{FailurePolicy, LoadError, LoadedPlugin, PluginSpec};
+pub use source::PluginSource;
 
 use stats::Hook;
 

@@ -7,17 +7,36 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Error, ImplItem, Item, ItemImpl};
 
-/// The method names `impl Plugin` may contain, and the hook flag each one turns on.
-const METHODS: &[(&str, Option<&str>)] = &[
+/// A hook: the flag it turns on in `plugin-info.hooks`, and its name in the WIT contract.
+struct HookName {
+    flag: &'static str,
+    wit: &'static str,
+}
+
+/// The method names `impl Plugin` may contain, in contract order, and the hook each one is.
+const METHODS: &[(&str, Option<HookName>)] = &[
     ("new", None),
-    ("on_invite", Some("INVITE")),
-    ("on_response", Some("RESPONSE")),
-    ("on_refer", Some("REFER")),
-    ("recording_policy", Some("RECORDING")),
-    ("on_media_state", Some("MEDIA_STATE")),
-    ("on_dtmf", Some("DTMF")),
-    ("on_call_end", Some("CALL_END")),
+    ("on_invite", hook("INVITE", "on-invite")),
+    ("on_response", hook("RESPONSE", "on-response")),
+    ("on_refer", hook("REFER", "on-refer")),
+    ("recording_policy", hook("RECORDING", "recording-policy")),
+    ("on_media_state", hook("MEDIA_STATE", "on-media-state")),
+    ("on_dtmf", hook("DTMF", "on-dtmf")),
+    ("on_call_end", hook("CALL_END", "on-call-end")),
 ];
+
+const fn hook(flag: &'static str, wit: &'static str) -> Option<HookName> {
+    Some(HookName { flag, wit })
+}
+
+/// The custom section of the plugin's core module that says what the artifact is (read by
+/// `callgate plugin inspect` without instantiating anything). Keep in step with the host's
+/// `plugin::artifact::META_SECTION`.
+const META_SECTION: &str = "callgate:plugin-meta";
+
+/// The SDK version written into the metadata. The macro crate is released in lockstep with
+/// `callgate-sdk` (both take the workspace version), so its own version is the SDK's.
+const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Exports `impl Plugin for YourType { .. }` as the crate's Callgate plugin. See
 /// `callgate_sdk::plugin` for the documentation.
@@ -50,7 +69,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         Err(e) => return Err(Error::new(e.span(), USAGE)),
     };
     check_header(&imp, &mut errors);
-    let flags = hook_flags(&imp, &mut errors);
+    let hooks = hooks_present(&imp, &mut errors);
     if let Some(err) = errors.into_iter().reduce(|mut a, b| {
         a.combine(b);
         a
@@ -59,7 +78,10 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     }
 
     let ty = &imp.self_ty;
-    let flags = flags.iter().map(|f| syn::Ident::new(f, Span::call_site()));
+    let meta = meta_json(&hooks);
+    let flags = hooks
+        .iter()
+        .map(|h| syn::Ident::new(h.flag, Span::call_site()));
     let sdk = quote!(::callgate_sdk);
     // Everything is spanned at the type so that errors in the glue point somewhere useful.
     let glue = quote_spanned! {ty.span()=>
@@ -87,9 +109,50 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             type __CallgateComponent = #sdk::__private::Component<#ty>;
             #[cfg(target_arch = "wasm32")]
             #sdk::__wit::export!(__CallgateComponent with_types_in #sdk::__wit);
+
+            // The artifact's metadata, as JSON in a custom section. `env!` is expanded in the plugin
+            // crate, so the name and version are the plugin's own. Wasm only, like the exports: a
+            // native object format has its own rules for section names.
+            #[cfg(target_arch = "wasm32")]
+            const __CALLGATE_META: &str = #meta;
+            #[cfg(target_arch = "wasm32")]
+            #[unsafe(link_section = #META_SECTION)]
+            #[used]
+            static __CALLGATE_PLUGIN_META: [u8; __CALLGATE_META.len()] = {
+                // A section holds bytes, not a `&str` (that would be a pointer): copy them in.
+                let text = __CALLGATE_META.as_bytes();
+                let mut out = [0u8; __CALLGATE_META.len()];
+                let mut i = 0;
+                while i < out.len() {
+                    out[i] = text[i];
+                    i += 1;
+                }
+                out
+            };
         };
     };
     Ok(quote!(#imp #glue))
+}
+
+/// The metadata JSON as an expression of type `&'static str`:
+/// `{"name":..,"version":..,"sdk":..,"hooks":[..]}`. Package names and versions never contain
+/// characters JSON would need to escape, so no escaping is done.
+fn meta_json(hooks: &[&HookName]) -> TokenStream2 {
+    let hooks = hooks
+        .iter()
+        .map(|h| format!("\"{}\"", h.wit))
+        .collect::<Vec<_>>()
+        .join(",");
+    let head = "{\"name\":\"";
+    let version = "\",\"version\":\"";
+    let tail = format!("\",\"sdk\":\"{SDK_VERSION}\",\"hooks\":[{hooks}]}}");
+    quote! {
+        ::core::concat!(
+            #head, ::core::env!("CARGO_PKG_NAME"),
+            #version, ::core::env!("CARGO_PKG_VERSION"),
+            #tail
+        )
+    }
 }
 
 fn first_span(item: &Item) -> Span {
@@ -146,16 +209,16 @@ fn check_header(imp: &ItemImpl, errors: &mut Vec<Error>) {
     }
 }
 
-/// The hook flags for the methods present; an error for anything that is not a known method.
-fn hook_flags(imp: &ItemImpl, errors: &mut Vec<Error>) -> Vec<&'static str> {
-    let mut flags = Vec::new();
+/// The hooks whose methods are present, in contract order; an error for anything that is not a
+/// known method.
+fn hooks_present(imp: &ItemImpl, errors: &mut Vec<Error>) -> Vec<&'static HookName> {
+    let mut present = Vec::new();
     for item in &imp.items {
         match item {
             ImplItem::Fn(f) => {
                 let name = f.sig.ident.to_string();
-                match METHODS.iter().find(|(m, _)| *m == name) {
-                    Some((_, Some(flag))) => flags.push(*flag),
-                    Some((_, None)) => {}
+                match METHODS.iter().position(|(m, _)| *m == name) {
+                    Some(i) => present.push(i),
                     None => errors.push(Error::new(f.sig.ident.span(), unknown_method(&name))),
                 }
             }
@@ -170,7 +233,14 @@ fn hook_flags(imp: &ItemImpl, errors: &mut Vec<Error>) -> Vec<&'static str> {
             )),
         }
     }
-    flags
+    // Contract order whatever the order in the impl, so the metadata is stable; a duplicate method
+    // is rustc's error to report.
+    present.sort_unstable();
+    present.dedup();
+    present
+        .into_iter()
+        .filter_map(|i| METHODS[i].1.as_ref())
+        .collect()
 }
 
 fn unknown_method(name: &str) -> String {
