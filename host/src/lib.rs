@@ -11,6 +11,7 @@ pub mod http;
 pub mod metrics;
 pub mod plugin;
 pub mod reload;
+pub mod scaffold;
 
 use std::sync::Arc;
 

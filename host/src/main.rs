@@ -32,6 +32,31 @@ enum PluginCommand {
     Inspect(InspectArgs),
     /// Push a plugin component to an OCI registry as a Wasm OCI artifact; prints its digests.
     Push(PushArgs),
+    /// Create a new plugin (Rust, C or Python) that builds and passes its own test.
+    New(NewArgs),
+    /// Build a plugin directory into a component, then run its `callgate-test.json` cases.
+    Build(BuildArgs),
+}
+
+/// `callgate plugin new`.
+#[derive(Debug, Args)]
+struct NewArgs {
+    /// The plugin's directory, created; its last component is the plugin's name.
+    dir: PathBuf,
+    /// `rust`, `c` or `python`.
+    #[arg(long, default_value = "rust", value_parser = callgate::scaffold::parse_lang)]
+    lang: callgate_plugin_build::Lang,
+}
+
+/// `callgate plugin build`.
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// The plugin's directory.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Where the component goes (default: `<dir>/target/callgate`).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Flags of the gateway itself.
@@ -95,6 +120,8 @@ async fn main() -> anyhow::Result<()> {
             match command {
                 Command::Plugin(PluginCommand::Inspect(args)) => inspect(&args),
                 Command::Plugin(PluginCommand::Push(args)) => push(&args).await,
+                Command::Plugin(PluginCommand::New(args)) => new_plugin(&args),
+                Command::Plugin(PluginCommand::Build(args)) => build(&args).await,
             }
         }
     }
@@ -151,6 +178,36 @@ async fn serve(cli: ServeArgs) -> anyhow::Result<()> {
     );
     tokio::signal::ctrl_c().await?;
     tracing::info!(active = running.metrics.calls_active(), "stopping");
+    Ok(())
+}
+
+/// `callgate plugin new DIR [--lang rust|c|python]`.
+fn new_plugin(args: &NewArgs) -> anyhow::Result<()> {
+    for f in callgate::scaffold::new_plugin(&args.dir, args.lang)? {
+        println!("created {}", f.display());
+    }
+    println!(
+        "build and test it: callgate plugin build {}",
+        args.dir.display()
+    );
+    Ok(())
+}
+
+/// `callgate plugin build [DIR] [--out DIR]`.
+async fn build(args: &BuildArgs) -> anyhow::Result<()> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.dir.join("target").join("callgate"));
+    let (dir, wit) = (args.dir.clone(), callgate::scaffold::wit_dir(&args.dir));
+    let component =
+        tokio::task::spawn_blocking(move || callgate_plugin_build::build_plugin(&dir, &wit, &out))
+            .await??;
+    println!("built {}", component.display());
+    if args.dir.join(callgate::scaffold::TEST_FILE).is_file() {
+        let n = callgate::scaffold::run_tests(&args.dir, &component).await?;
+        println!("{n} test case(s) passed");
+    }
     Ok(())
 }
 

@@ -26,7 +26,9 @@ pub(crate) fn build(dir: &Path, wit_dir: &Path, out: &Path) -> Result<(), Error>
     let tool = componentize_py();
     let mut inputs = Inputs::new(RECIPE);
     inputs.text("componentize-py", &tool.version()?);
-    inputs.tree(dir, |p| p.extension().is_some_and(|e| e == "py"))?;
+    inputs.tree(dir, |p| {
+        p.extension().is_some_and(|e| e == "py") && !in_build_output(p)
+    })?;
     inputs.tree(wit_dir, |_| true)?;
     let digest = inputs.finish();
     if digest::up_to_date(out, &digest) {
@@ -65,7 +67,9 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
     for entry in std::fs::read_dir(from).map_err(Error::io(from))? {
         let entry = entry.map_err(Error::io(from))?;
         let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') || name == "__pycache__" {
+        // `target` holds build output (`callgate plugin build` writes there by default), which
+        // would otherwise be copied into itself.
+        if name.to_string_lossy().starts_with('.') || name == "__pycache__" || name == "target" {
             continue;
         }
         let (path, dest) = (entry.path(), to.join(&name));
@@ -76,4 +80,11 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// True for paths (relative to the plugin directory) under its `target/`: build output, not sources.
+fn in_build_output(rel: &Path) -> bool {
+    rel.components()
+        .next()
+        .is_some_and(|c| c.as_os_str() == "target")
 }

@@ -461,6 +461,9 @@ impl InitError {
 /// a hung plugin.
 const LOAD_INIT_DEADLINE: Duration = Duration::from_secs(2);
 
+/// How long reading an initialised instance's state back for its snapshot may take.
+const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(60);
+
 impl Runtime {
     /// Loads a plugin: reads, compiles (on a blocking thread), checks the contract version, links,
     /// and runs `init` on a probe instance. Any failure leaves nothing behind.
@@ -629,6 +632,9 @@ impl LoadedPlugin {
             .await
             .map_err(err)?
             .map_err(|m| format!("init refused on the second run: {m}"))?;
+        // Reading the state back runs the instrumented accessors, host-driven and proportional
+        // to the memory (CPython's is 12 MiB): not the plugin's budget.
+        store.data_mut().arm(SNAPSHOT_DEADLINE);
         // Wizer reports a component it cannot read back by panicking: contain it to this load.
         let image =
             tokio::spawn(async move { preinit::snapshot(&bytes, &mut store, instance).await })
