@@ -2,7 +2,10 @@
 //! plugin that `callgate plugin build` builds and whose own test cases pass when the component runs
 //! in the real runtime; `callgate plugin inspect` then describes the component.
 
-use std::path::{Path, PathBuf};
+#[path = "support/tempdir.rs"]
+mod tempdir;
+
+use std::path::Path;
 use std::process::Command;
 
 fn callgate(args: &[&std::ffi::OsStr]) -> (bool, String) {
@@ -19,24 +22,9 @@ fn callgate(args: &[&std::ffi::OsStr]) -> (bool, String) {
     (out.status.success(), text)
 }
 
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn scratch(lang: &str) -> Scratch {
-    let p = std::env::temp_dir().join(format!("callgate-dev-loop-{lang}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    Scratch(p)
-}
-
 fn new_build_inspect(lang: &str) {
-    let tmp = scratch(lang);
-    let dir = tmp.0.join(format!("hello-{lang}"));
+    let tmp = tempdir::Dir::new(&format!("dev-loop-{lang}"));
+    let dir = tmp.path().join(format!("hello-{lang}"));
     let (ok, out) = callgate(&[
         "plugin".as_ref(),
         "new".as_ref(),
@@ -92,10 +80,10 @@ fn a_new_python_plugin_builds_and_passes_its_test() {
 
 #[test]
 fn new_refuses_an_existing_directory_and_a_bad_name() {
-    let tmp = scratch("refusals");
-    let (ok, out) = callgate(&["plugin".as_ref(), "new".as_ref(), tmp.0.as_os_str()]);
+    let tmp = tempdir::Dir::new("dev-loop-refusals");
+    let (ok, out) = callgate(&["plugin".as_ref(), "new".as_ref(), tmp.path().as_os_str()]);
     assert!(!ok && out.contains("already exists"), "{out}");
-    let bad = tmp.0.join("Bad_Name");
+    let bad = tmp.path().join("Bad_Name");
     let (ok, out) = callgate(&["plugin".as_ref(), "new".as_ref(), bad.as_os_str()]);
     assert!(!ok && out.contains("lower case"), "{out}");
 }

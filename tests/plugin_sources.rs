@@ -5,6 +5,8 @@
 
 #[path = "support/b2b_ua.rs"]
 mod b2b_ua;
+#[path = "support/tempdir.rs"]
+mod tempdir;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,37 +28,6 @@ const REGISTRY_START: Duration = Duration::from_secs(30);
 fn sha256_of(path: &Path) -> String {
     callgate::plugin::artifact::digest(&std::fs::read(path).unwrap())
 }
-
-/// A scratch directory removed on drop.
-mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!(
-                "callgate-{tag}-{}-{}",
-                std::process::id(),
-                super::NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            Self(p)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -6,6 +6,8 @@
 mod b2b_ua;
 #[path = "support/sipp.rs"]
 mod sipp;
+#[path = "support/tempdir.rs"]
+mod tempdir;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -72,37 +74,6 @@ async fn wait_for_digest(admin: std::net::SocketAddr, digest: &str) {
 fn plugin_dir() -> tempdir::Dir {
     tempdir::Dir::new("reload")
 }
-
-/// A scratch directory removed on drop (std has none and one helper is not worth a crate).
-mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new(tag: &str) -> Self {
-            let p = std::env::temp_dir().join(format!(
-                "callgate-{tag}-{}-{}",
-                std::process::id(),
-                super::NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            Self(p)
-        }
-
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_file_serves_new_calls_while_the_call_in_flight_keeps_its_version() {
@@ -333,8 +304,11 @@ async fn a_reload_every_second_under_sipp_load_drops_no_call() {
         .spawn();
     let versions = [wasm("probe"), wasm("header-policy")];
     let mut reloaded = 0;
+    // The load pattern: one reload a second, while the calls keep coming.
+    let mut every_second = tokio::time::interval(Duration::from_secs(1));
+    every_second.tick().await;
     for i in 0..30 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        every_second.tick().await;
         install(&versions[i % 2], &file);
         let (status, body) = http(admin, "POST", "/plugins/reload").await;
         assert_eq!(status, 200, "{body}");
