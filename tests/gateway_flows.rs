@@ -12,6 +12,8 @@ use serde_json::json;
 
 #[path = "support/b2b_ua.rs"]
 mod b2b_ua;
+#[path = "support/http.rs"]
+mod http;
 use b2b_ua::*;
 
 #[tokio::test]
@@ -191,7 +193,10 @@ async fn refer_is_rejected_by_default_and_passed_when_a_plugin_says_so() {
     let guard = PluginSpec::new("tg", wasm("transfer-guard"))
         .with_config(json!({ "rules": [{ "match": "sip:carol@*", "action": "pass" }] }));
     let callee = Ua::new().await;
-    let gw = gateway(callee.addr, vec![guard], |_| {}).await;
+    let gw = gateway(callee.addr, vec![guard], |c| {
+        c.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
     let (mut caller, _, _, b_tag) = answered_call(&gw, &callee, &[]).await;
     caller
         .in_dialog(
@@ -206,6 +211,12 @@ async fn refer_is_rejected_by_default_and_passed_when_a_plugin_says_so() {
     assert_eq!(
         caller.ua.recv_final(Method::Refer).await.status(),
         Some(202)
+    );
+    // The plugin's own counter (contract 0.1.1 `metrics`) reaches the metrics endpoint.
+    let text = http::metrics(gw.metrics_addr.unwrap()).await;
+    assert!(
+        text.contains("callgate_plugin_counter_total{plugin=\"tg\",name=\"refer_passed\"} 1\n"),
+        "{text}"
     );
 }
 

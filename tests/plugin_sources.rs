@@ -5,6 +5,8 @@
 
 #[path = "support/b2b_ua.rs"]
 mod b2b_ua;
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/tempdir.rs"]
 mod tempdir;
 
@@ -39,13 +41,7 @@ fn free_tcp_port() -> u16 {
 
 /// The status of `GET path` on `addr`, if anything answers.
 async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.ok()?;
-    std::str::from_utf8(out.get(9..12)?).ok()?.parse().ok()
+    Some(http::request(addr, "GET", path).await?.0)
 }
 
 /// A `docker-registry` on a free loopback port, storing in a temporary directory; killed on drop.

@@ -255,6 +255,19 @@ fn render_plugins(o: &mut String, chain: &Chain) {
     }
     let _ = writeln!(
         o,
+        "# HELP callgate_plugin_counter_total Counters plugins keep themselves (metrics.counter-add).\n# TYPE callgate_plugin_counter_total counter"
+    );
+    for p in chain.plugins() {
+        for (name, n) in p.counters().snapshot() {
+            let _ = writeln!(
+                o,
+                "callgate_plugin_counter_total{{plugin=\"{}\",name=\"{name}\"}} {n}",
+                p.name()
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
         "# HELP callgate_plugin_refused_headers_total Headers dropped from plugin decisions.\n# TYPE callgate_plugin_refused_headers_total counter"
     );
     for p in chain.plugins() {

@@ -1,9 +1,11 @@
-//! The host API a plugin imports: logging, per-call shared state, call control.
+//! The host API a plugin imports: logging, per-call shared state, call control, counters.
 
 use core::fmt;
 
 #[cfg(target_arch = "wasm32")]
-use crate::__wit::callgate::plugin::{call_control as wcc, call_state as wcs, log as wlog};
+use crate::__wit::callgate::plugin::{
+    call_control as wcc, call_state as wcs, log as wlog, metrics as wmetrics,
+};
 
 /// Native builds (`cargo test` of a plugin) have no host: the host API is simulated so that hooks
 /// can be unit-tested. Logging goes to standard error, call state is a per-thread map with the
@@ -17,6 +19,7 @@ mod native {
 
     thread_local! {
         pub(super) static STATE: RefCell<BTreeMap<String, String>> = const { RefCell::new(BTreeMap::new()) };
+        pub(super) static COUNTERS: RefCell<BTreeMap<String, u64>> = const { RefCell::new(BTreeMap::new()) };
     }
 
     fn refused<T>() -> Result<T, ControlError> {
@@ -310,5 +313,32 @@ pub mod call_control {
     pub fn transfer(leg: Leg, target: &str, headers: &[Header]) -> Result<(), ControlError> {
         let headers: Vec<_> = headers.iter().cloned().map(Into::into).collect();
         wcc::transfer(leg.into(), target, &headers).map_err(Into::into)
+    }
+}
+
+/// Counters the plugin keeps about its own decisions, exported on the gateway's metrics endpoint as
+/// `callgate_plugin_counter_total{plugin="NAME",name="COUNTER"}`. Names are 1-64 ASCII letters,
+/// digits and `_`, starting with a letter; at most 64 counters per plugin. Counts made in
+/// [`Plugin::new`](crate::Plugin::new) are ignored (it also runs at load). In native builds the
+/// counts go to a per-thread map that [`metrics::value`] reads, for unit tests.
+pub mod metrics {
+    /// Adds `delta` to the counter `name`.
+    pub fn counter_add(name: &str, delta: u64) {
+        #[cfg(target_arch = "wasm32")]
+        super::wmetrics::counter_add(name, delta);
+        #[cfg(not(target_arch = "wasm32"))]
+        super::native::COUNTERS
+            .with(|c| *c.borrow_mut().entry(name.to_string()).or_default() += delta);
+    }
+
+    /// Adds one to the counter `name`.
+    pub fn count(name: &str) {
+        counter_add(name, 1)
+    }
+
+    /// The value this thread's hooks have added to `name` (native builds only, for unit tests).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn value(name: &str) -> u64 {
+        super::native::COUNTERS.with(|c| c.borrow().get(name).copied().unwrap_or(0))
     }
 }

@@ -49,7 +49,7 @@ mod types;
 #[allow(missing_docs, clippy::all, unsafe_op_in_unsafe_fn)]
 pub mod __wit {
     wit_bindgen::generate!({
-        path: "../wit/since_v0.1.0",
+        path: "../wit/since_v0.1.1",
         world: "plugin",
         pub_export_macro: true,
         default_bindings_module: "callgate_sdk::__wit",
@@ -59,7 +59,7 @@ pub mod __wit {
 // The public API is this explicit list: generated types never appear in it (they sit in `__wit`).
 pub use crate::config::Config;
 pub use crate::host::{ControlError, Level, PromptHandle, StateError};
-pub use crate::host::{call_control, call_state, log};
+pub use crate::host::{call_control, call_state, log, metrics};
 pub use crate::types::{
     CallInfo, CallOutcome, CallSummary, Dtmf, DtmfSource, Forward, Header, HeaderEdits, Initiator,
     InviteDecision, Leg, Legs, MediaChange, MediaMode, MediaSource, MediaState, RecordOptions,
@@ -86,7 +86,7 @@ pub mod prelude {
         MediaSource, MediaState, Plugin, RecordOptions, RecordStart, RecordingDecision, Redirect,
         ReferDecision, Reject, Request, Response, StateError, TransferRequest,
     };
-    pub use crate::{call_control, call_state, log};
+    pub use crate::{call_control, call_state, log, metrics};
     pub use crate::{debug, error, info, trace, warn};
 }
 

@@ -1,5 +1,5 @@
 //! The values hooks receive and the decisions they return: hand-written mirrors of the WIT types of
-//! `callgate:plugin@0.1.0`, with builders. Conversions to and from the generated types live in
+//! `callgate:plugin@0.1.1`, with builders. Conversions to and from the generated types live in
 //! `convert.rs`, nowhere else.
 
 use core::fmt;

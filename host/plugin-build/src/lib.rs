@@ -176,7 +176,7 @@ pub fn plugin_name(dir: &Path) -> Result<String, Error> {
         })
 }
 
-/// Builds the plugin in `dir` against the WIT package in `wit_dir` (e.g. `wit/since_v0.1.0`) and
+/// Builds the plugin in `dir` against the WIT package in `wit_dir` (e.g. `wit/since_v0.1.1`) and
 /// returns the component's path, `out_dir/<dir name>.wasm`. Intermediate files go under `out_dir`
 /// too, never into `dir`.
 ///

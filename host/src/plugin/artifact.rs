@@ -12,7 +12,7 @@ pub const META_SECTION: &str = "callgate:plugin-meta";
 
 /// The prefix of the hooks interface a plugin exports; the rest of the name is the contract
 /// version.
-const HOOKS_EXPORT_PREFIX: &str = "callgate:plugin/hooks@";
+pub(crate) const HOOKS_EXPORT_PREFIX: &str = "callgate:plugin/hooks@";
 
 /// The metadata the Rust SDK embeds in a plugin (custom section [`META_SECTION`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

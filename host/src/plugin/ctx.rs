@@ -11,6 +11,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::decision::IssuedCommand;
+use super::stats::PluginCounters;
 
 /// What every instance of one loaded plugin version shares.
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub(crate) struct PluginShared {
     pub config_json: Arc<str>,
     /// The same config, for the `config` import's path look-ups.
     pub config: serde_json::Value,
+    /// The plugin's own counters (`metrics.counter-add`).
+    pub counters: PluginCounters,
 }
 
 /// Which `call-control` commands the embedding call layer can carry out; the rest are refused with

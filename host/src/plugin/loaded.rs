@@ -9,12 +9,13 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 
 use super::HookMask;
+use super::artifact::HOOKS_EXPORT_PREFIX;
 use super::cache::CompileError;
 use super::ctx::{DeadlineExceeded, PluginCtx, PluginShared};
 use super::engine::Runtime;
 use super::preinit;
 use super::source::{self, FetchError, PluginSource};
-use super::stats::{FailureKind, PluginStats};
+use super::stats::{FailureKind, PluginCounters, PluginStats};
 use super::wit::latest as contract;
 
 fn default_reject_status() -> u16 {
@@ -364,6 +365,11 @@ impl LoadedPlugin {
         &self.stats
     }
 
+    /// The counters the plugin keeps itself (`metrics.counter-add`).
+    pub fn counters(&self) -> &PluginCounters {
+        &self.shared.counters
+    }
+
     /// The component's size in bytes.
     pub fn size(&self) -> usize {
         self.size
@@ -542,6 +548,7 @@ impl Runtime {
             name: name.as_str().into(),
             config_json: spec.config.to_string().into(),
             config: spec.config.clone(),
+            counters: PluginCounters::default(),
         });
         let mut plugin = LoadedPlugin {
             shared,
@@ -582,27 +589,40 @@ impl Runtime {
 
     fn check_contract(&self, name: &str, component: &Component) -> Result<(), LoadError> {
         let ty = component.component_type();
-        let exports: Vec<String> = ty
+        let found = ty
             .exports(&self.inner.engine)
-            .map(|(n, _)| n.to_string())
-            .collect();
-        if exports.iter().any(|e| e == contract::HOOKS_EXPORT) {
+            .find_map(|(n, _)| n.strip_prefix(HOOKS_EXPORT_PREFIX).map(str::to_string));
+        if found.as_deref().is_some_and(speaks) {
             return Ok(());
         }
         let (maj, min, pat) = contract::VERSION;
-        let found = exports
-            .iter()
-            .find_map(|e| e.strip_prefix("callgate:plugin/hooks@"))
-            .map_or_else(
-                || "none (no callgate:plugin/hooks export)".to_string(),
-                |v| format!("callgate:plugin@{v}"),
-            );
         Err(LoadError::Contract {
             name: name.to_string(),
-            found,
-            supported: format!("{maj}.{min}.{pat}"),
+            found: found.map_or_else(
+                || "none (no callgate:plugin/hooks export)".to_string(),
+                |v| format!("callgate:plugin@{v}"),
+            ),
+            supported: if maj == 0 {
+                format!("0.{min}.0 to 0.{min}.{pat}")
+            } else {
+                format!("{maj}.0.0 to {maj}.{min}.{pat}")
+            },
         })
     }
+}
+
+/// Whether this host runs a plugin that exports `hooks@version`: the same track (major, and minor
+/// while the major is 0) at a patch no newer than the host's. A newer patch may import what this host
+/// lacks, so it is refused by name rather than by a link error.
+fn speaks(version: &str) -> bool {
+    let (maj, min, pat) = contract::VERSION;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let (Some(Some(a)), Some(Some(b)), Some(Some(c)), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false; // also a pre-release: wasmtime matches those only exactly
+    };
+    a == maj && (if maj == 0 { b == min } else { b <= min }) && (b, c) <= (min, pat)
 }
 
 impl LoadedPlugin {
@@ -668,6 +688,33 @@ impl LoadedPlugin {
                 kind: f.kind.name(),
                 reason: f.reason,
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::speaks;
+
+    #[test]
+    fn earlier_patches_of_the_track_are_spoken_newer_ones_and_other_tracks_not() {
+        assert_eq!(
+            super::contract::VERSION,
+            (0, 1, 1),
+            "update these cases with the contract"
+        );
+        for (v, ok) in [
+            ("0.1.0", true),
+            ("0.1.1", true),
+            ("0.1.2", false),
+            ("0.2.0", false),
+            ("0.0.1", false),
+            ("1.1.0", false),
+            ("0.1.0-rc.1", false),
+            ("0.1", false),
+            ("0.1.0.0", false),
+        ] {
+            assert_eq!(speaks(v), ok, "{v}");
         }
     }
 }

@@ -5,7 +5,7 @@
 //! version and hook, so contention is rare and short).
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -210,5 +210,92 @@ impl PluginStats {
     /// Copies of every hook's accounting.
     pub fn snapshot(&self) -> Vec<HookSnapshot> {
         Hook::ALL.iter().map(|&h| self.hook(h)).collect()
+    }
+}
+
+/// Most counters one plugin version may keep.
+pub const MAX_COUNTERS: usize = 64;
+
+/// Longest counter name.
+const MAX_COUNTER_NAME: usize = 64;
+
+/// The counters a plugin keeps itself (`metrics.counter-add`), in creation order. A short vector
+/// behind a mutex: a plugin has a handful of counters, and a call actor adds to them once or twice
+/// per call.
+#[derive(Debug, Default)]
+pub struct PluginCounters {
+    counters: Mutex<Vec<(Box<str>, u64)>>,
+    warned: AtomicBool,
+}
+
+impl PluginCounters {
+    /// Adds `delta` to `name`, creating it; refuses a bad name or one counter too many.
+    pub(crate) fn add(&self, name: &str, delta: u64) -> Result<(), &'static str> {
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, n)) = counters.iter_mut().find(|(c, _)| &**c == name) {
+            *n = n.saturating_add(delta);
+            return Ok(());
+        }
+        let mut bytes = name.bytes();
+        let well_formed = name.len() <= MAX_COUNTER_NAME
+            && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !well_formed {
+            return Err(
+                "a counter name is 1-64 ASCII letters, digits and `_`, starting with a letter",
+            );
+        }
+        if counters.len() == MAX_COUNTERS {
+            return Err("the plugin already has 64 counters");
+        }
+        counters.push((name.into(), delta));
+        Ok(())
+    }
+
+    /// True from the second time on: a refused counter is logged once per plugin version.
+    pub(crate) fn warned(&self) -> bool {
+        self.warned.swap(true, Ordering::Relaxed)
+    }
+
+    /// The counters and their values, in creation order.
+    pub fn snapshot(&self) -> Vec<(Box<str>, u64)> {
+        self.counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_COUNTERS, PluginCounters};
+
+    #[test]
+    fn counters_accumulate_and_refuse_bad_names_and_the_65th() {
+        let c = PluginCounters::default();
+        c.add("tagged", 1).unwrap();
+        c.add("tagged", 2).unwrap();
+        c.add("refused_403", 1).unwrap();
+        for bad in [
+            "",
+            "9lives",
+            "has space",
+            "dash-ed",
+            "quote\"",
+            &"x".repeat(65),
+        ] {
+            assert!(c.add(bad, 1).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            c.snapshot(),
+            vec![("tagged".into(), 3), ("refused_403".into(), 1)]
+        );
+        for i in 2..MAX_COUNTERS {
+            c.add(&format!("c{i}"), 1).unwrap();
+        }
+        assert!(c.add("one_too_many", 1).is_err());
+        c.add("tagged", 1).unwrap();
+        assert!(!c.warned());
+        assert!(c.warned());
     }
 }

@@ -103,7 +103,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 }
             }
 
-            // Only wasm gets the exports: their names (`callgate:plugin/hooks@0.1.0#init`) are not
+            // Only wasm gets the exports: their names (`callgate:plugin/hooks@0.1.1#init`) are not
             // valid in a native linker's version script, and native builds are for tests.
             #[cfg(target_arch = "wasm32")]
             type __CallgateComponent = #sdk::__private::Component<#ty>;

@@ -78,6 +78,16 @@ impl Action {
         })
     }
 
+    /// The counter each REFER decided by this action adds to (`callgate_plugin_counter_total`).
+    fn counter(&self) -> &'static str {
+        match self {
+            Action::Reject(_) => "refer_rejected",
+            Action::Pass => "refer_passed",
+            Action::Perform { .. } => "refer_performed",
+            Action::NoOpinion => "refer_no_opinion",
+        }
+    }
+
     fn decision(&self) -> ReferDecision {
         match self {
             Action::Reject(status) => ReferDecision::Reject(*status),
@@ -155,6 +165,7 @@ impl Plugin for TransferGuard {
             "REFER from leg {leg} of call {} to {}: {which} says {action:?}",
             call.call_id, transfer.refer_to
         );
+        metrics::count(action.counter());
         action.decision()
     }
 }

@@ -1,5 +1,8 @@
-//! Contract `callgate:plugin@0.1.0`: generated bindings, the host imports, and conversions between
+//! Contract `callgate:plugin@0.1.1`: generated bindings, the host imports, and conversions between
 //! generated types and the host's own (`plugin::decision`). Generated types stop here.
+//!
+//! These bindings serve every plugin of the 0.1 track: 0.1.1 only added an interface (`metrics`), and
+//! wasmtime resolves a 0.1.0 plugin's imports and its `hooks@0.1.0` export by semver against these.
 
 use wasmtime::component::HasSelf;
 
@@ -7,19 +10,17 @@ use super::super::ctx::{PluginCtx, STATE_MAX_KEY, STATE_MAX_KEYS, STATE_MAX_VALU
 use super::super::decision as d;
 
 wasmtime::component::bindgen!({
-    path: "../wit/since_v0.1.0",
+    path: "../wit/since_v0.1.1",
     world: "plugin",
     exports: { default: async },
 });
 
-use callgate::plugin::{call_control, call_state, config, log, types as t};
+use callgate::plugin::{call_control, call_state, config, log, metrics, types as t};
 pub(crate) use exports::callgate::plugin::hooks;
 
-/// The contract version this module speaks.
-pub(crate) const VERSION: (u32, u32, u32) = (0, 1, 0);
-
-/// The name of the hooks interface a component must export for this version.
-pub(crate) const HOOKS_EXPORT: &str = "callgate:plugin/hooks@0.1.0";
+/// The contract version this module speaks; plugins built for an earlier patch of the same track
+/// (0.1.0) load too.
+pub(crate) const VERSION: (u32, u32, u32) = (0, 1, 1);
 
 /// Adds this version's host imports to `linker`.
 pub(crate) fn add_to_linker(
@@ -29,6 +30,19 @@ pub(crate) fn add_to_linker(
 }
 
 impl t::Host for PluginCtx {}
+
+impl metrics::Host for PluginCtx {
+    fn counter_add(&mut self, name: String, delta: u64) {
+        if self.scope.is_none() {
+            return; // from `init`: see the WIT
+        }
+        if let Err(why) = self.plugin.counters.add(&name, delta)
+            && !self.plugin.counters.warned()
+        {
+            tracing::warn!(plugin = %self.plugin.name, counter = %cut(&name, 80), "counter ignored: {why}");
+        }
+    }
+}
 
 /// Longest message a plugin may log in one call.
 const MAX_LOG: usize = 4096;
