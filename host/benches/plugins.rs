@@ -162,6 +162,11 @@ fn main() {
             ("header-policy-py", 2_000),
         ] {
             if only.as_deref().is_none_or(|o| o == plugin) {
+                // CALLGATE_BENCH_CALLS=<n> times more calls (a longer window for a profiler).
+                let calls = std::env::var("CALLGATE_BENCH_CALLS")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(calls);
                 percentiles(plugin, calls);
             }
         }
