@@ -280,7 +280,7 @@ pub enum LoadError {
 /// never changes the plugin under a call in flight.
 pub struct LoadedPlugin {
     pub(crate) shared: Arc<PluginShared>,
-    pub(crate) pre: contract::PluginPre<PluginCtx>,
+    pub(crate) pre: contract::Pre,
     pub(crate) runtime: Runtime,
     hooks: HookMask,
     policy: FailurePolicy,
@@ -307,7 +307,7 @@ impl std::fmt::Debug for LoadedPlugin {
 /// A live instance and its store.
 pub(crate) struct Live {
     pub store: Store<PluginCtx>,
-    pub bindings: contract::Plugin,
+    pub hooks: contract::Hooks,
 }
 
 /// Why an instance could not be created or a hook failed.
@@ -412,7 +412,7 @@ impl LoadedPlugin {
     ) -> Result<(Live, HookMask), InitError> {
         let mut store = self.new_store(call_ref);
         store.data_mut().arm(deadline);
-        let bindings = match self.pre.instantiate_async(&mut store).await {
+        let hooks = match self.pre.instantiate(&mut store).await {
             Ok(b) => b,
             Err(e) => {
                 let mut f = Failure::from_guest(&e, store.data());
@@ -424,17 +424,14 @@ impl LoadedPlugin {
         };
         self.stats.record_instance();
         if self.preinitialized {
-            return Ok((Live { store, bindings }, self.hooks));
+            return Ok((Live { store, hooks }, self.hooks));
         }
         let started = Instant::now();
-        let res = bindings
-            .callgate_plugin_hooks()
-            .call_init(&mut store, &self.shared.config_json)
-            .await;
+        let res = hooks.call_init(&mut store, &self.shared.config_json).await;
         self.stats
             .record_call(super::stats::Hook::Init, started.elapsed());
         match res {
-            Ok(Ok(info)) => Ok((Live { store, bindings }, contract::hook_mask(&info))),
+            Ok(Ok(info)) => Ok((Live { store, hooks }, contract::hook_mask(&info))),
             Ok(Err(message)) => Err(InitError::Refused(message)),
             Err(e) => Err(InitError::Failed(Failure::from_guest(&e, store.data()))),
         }
@@ -539,7 +536,7 @@ impl Runtime {
             .inner
             .linker
             .instantiate_pre(&component)
-            .and_then(contract::PluginPre::new)
+            .and_then(contract::Pre::new)
             .map_err(|e| LoadError::Link {
                 name: name.clone(),
                 reason: format!("{e:#}"),
@@ -628,10 +625,7 @@ fn speaks(version: &str) -> bool {
 impl LoadedPlugin {
     /// Runs `init` on an instrumented instance and compiles the snapshot of its state into the
     /// template per-call instances start from.
-    async fn pre_initialize(
-        &self,
-        bytes: Vec<u8>,
-    ) -> Result<contract::PluginPre<PluginCtx>, String> {
+    async fn pre_initialize(&self, bytes: Vec<u8>) -> Result<contract::Pre, String> {
         let runtime = &self.runtime.inner;
         let err = |e: wasmtime::Error| format!("{e:#}");
         let instrumented = preinit::instrument(&bytes).map_err(err)?;
@@ -670,7 +664,7 @@ impl LoadedPlugin {
         runtime
             .linker
             .instantiate_pre(&component)
-            .and_then(contract::PluginPre::new)
+            .and_then(contract::Pre::new)
             .map_err(err)
     }
 

@@ -4,7 +4,14 @@
 //! These bindings serve every plugin of the 0.1 track: 0.1.1 only added an interface (`metrics`), and
 //! wasmtime resolves a 0.1.0 plugin's imports and its `hooks@0.1.0` export by semver against these.
 
-use wasmtime::component::HasSelf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wasmtime::Store;
+use wasmtime::component::{
+    ComponentExportIndex, ComponentNamedList, HasSelf, Instance, InstancePre, Lift, Lower,
+    TypedFunc,
+};
 
 use super::super::ctx::{PluginCtx, STATE_MAX_KEY, STATE_MAX_KEYS, STATE_MAX_VALUE};
 use super::super::decision as d;
@@ -21,6 +28,9 @@ pub(crate) use exports::callgate::plugin::hooks;
 /// The contract version this module speaks; plugins built for an earlier patch of the same track
 /// (0.1.0) load too.
 pub(crate) const VERSION: (u32, u32, u32) = (0, 1, 1);
+
+/// The hooks interface of this version; wasmtime's semver lookup also finds an earlier 0.1.z.
+const HOOKS_EXPORT: &str = "callgate:plugin/hooks@0.1.1";
 
 /// Adds this version's host imports to `linker`.
 pub(crate) fn add_to_linker(
@@ -525,40 +535,177 @@ pub(crate) fn hook_mask(info: &hooks::PluginInfo) -> super::super::HookMask {
 }
 
 /// Calls one hook on a live instance, converting arguments and results.
+/// The hooks of the contract, as an index into [`HookTable`].
+#[derive(Clone, Copy)]
+enum F {
+    Init,
+    OnInvite,
+    OnResponse,
+    OnRefer,
+    RecordingPolicy,
+    OnMediaState,
+    OnDtmf,
+    OnCallEnd,
+}
+
+/// Export names, in `F` order.
+const HOOK_NAMES: [&str; 8] = [
+    "init",
+    "on-invite",
+    "on-response",
+    "on-refer",
+    "recording-policy",
+    "on-media-state",
+    "on-dtmf",
+    "on-call-end",
+];
+
+/// One component's hook exports, found once. The generated `PluginPre::instantiate` type-checks
+/// all eight hook functions of every new instance (a tenth of a fresh instance + hook); here each
+/// hook is type-checked once per component, the first time it is called, and every later instance
+/// fetches only the hook it runs.
+struct HookTable {
+    funcs: [ComponentExportIndex; 8],
+    checked: [AtomicBool; 8],
+}
+
+/// A plugin component ready to instantiate per call.
+pub(crate) struct Pre {
+    pre: InstancePre<PluginCtx>,
+    table: Arc<HookTable>,
+}
+
+impl Pre {
+    /// Finds the hook exports (any 0.1.z `hooks` export, by semver) and checks the names a
+    /// plugin must export.
+    pub(crate) fn new(pre: InstancePre<PluginCtx>) -> wasmtime::Result<Self> {
+        // The generated bindings' own check of the export names, once per component.
+        PluginPre::new(pre.clone())?;
+        let component = pre.component();
+        let iface = component
+            .get_export_index(None, HOOKS_EXPORT)
+            .ok_or_else(|| wasmtime::format_err!("no export `{HOOKS_EXPORT}`"))?;
+        let mut funcs = Vec::with_capacity(HOOK_NAMES.len());
+        for name in HOOK_NAMES {
+            funcs.push(
+                component
+                    .get_export_index(Some(&iface), name)
+                    .ok_or_else(|| wasmtime::format_err!("`{HOOKS_EXPORT}` lacks `{name}`"))?,
+            );
+        }
+        let funcs = funcs
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one index per name"));
+        Ok(Self {
+            pre,
+            table: Arc::new(HookTable {
+                funcs,
+                checked: Default::default(),
+            }),
+        })
+    }
+
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut Store<PluginCtx>,
+    ) -> wasmtime::Result<Hooks> {
+        Ok(Hooks {
+            instance: self.pre.instantiate_async(&mut *store).await?,
+            table: self.table.clone(),
+        })
+    }
+}
+
+/// The hooks of one live instance.
+pub(crate) struct Hooks {
+    instance: Instance,
+    table: Arc<HookTable>,
+}
+
+impl Hooks {
+    /// Calls hook `f` with these parameter and result types. Each `F` is called from exactly one
+    /// place below, always with the same types, so one successful check covers every later call.
+    async fn call<P, R>(&self, store: &mut Store<PluginCtx>, f: F, args: P) -> wasmtime::Result<R>
+    where
+        P: ComponentNamedList + Lower + Send + Sync,
+        R: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        let (index, checked) = (
+            &self.table.funcs[f as usize],
+            &self.table.checked[f as usize],
+        );
+        let typed = if checked.load(Ordering::Acquire) {
+            let func = self.instance.get_func(&mut *store, index).ok_or_else(|| {
+                wasmtime::format_err!("hook `{}` missing", HOOK_NAMES[f as usize])
+            })?;
+            // SAFETY: this component's export was checked against exactly `P` and `R` (the types
+            // of the one call site of `f`), and every instance of a component has its types.
+            unsafe { TypedFunc::<P, R>::new_unchecked(func) }
+        } else {
+            let typed = self.instance.get_typed_func::<P, R>(&mut *store, index)?;
+            checked.store(true, Ordering::Release);
+            typed
+        };
+        typed.call_async(&mut *store, args).await
+    }
+
+    pub(crate) async fn call_init(
+        &self,
+        store: &mut Store<PluginCtx>,
+        config: &str,
+    ) -> wasmtime::Result<Result<hooks::PluginInfo, String>> {
+        let (r,) = self.call(store, F::Init, (config,)).await?;
+        Ok(r)
+    }
+}
+
 pub(crate) async fn call_hook(
     live: &mut super::super::loaded::Live,
     info: &d::CallInfo,
     call: &super::super::call::HookCall<'_>,
 ) -> wasmtime::Result<super::super::call::HookReturn> {
     use super::super::call::{HookCall as C, HookReturn as R};
-    let h = live.bindings.callgate_plugin_hooks();
+    let h = &live.hooks;
     let store = &mut live.store;
     let ci = t::CallInfo::from(info);
     Ok(match call {
-        C::Invite(req) => R::Invite(h.call_on_invite(store, &ci, &(*req).into()).await?.into()),
-        C::Response(leg, method, resp) => R::Response(
-            h.call_on_response(store, &ci, (*leg).into(), method, &(*resp).into())
-                .await?
-                .into(),
-        ),
-        C::Refer(leg, tr) => R::Refer(
-            h.call_on_refer(store, &ci, (*leg).into(), &(*tr).into())
-                .await?
-                .into(),
-        ),
-        C::Recording => R::Recording(h.call_recording_policy(store, &ci).await?.into()),
-        C::MediaState(leg, change) => {
-            h.call_on_media_state(store, &ci, (*leg).into(), (*change).into())
+        C::Invite(req) => {
+            let req: t::Request = (*req).into();
+            let (d,): (hooks::InviteDecision,) = h.call(store, F::OnInvite, (&ci, &req)).await?;
+            R::Invite(d.into())
+        }
+        C::Response(leg, method, resp) => {
+            let resp: t::Response = (*resp).into();
+            let leg: t::Leg = (*leg).into();
+            let (e,): (t::HeaderEdits,) = h
+                .call(store, F::OnResponse, (&ci, leg, *method, &resp))
                 .await?;
+            R::Response(e.into())
+        }
+        C::Refer(leg, tr) => {
+            let tr: hooks::TransferRequest = (*tr).into();
+            let leg: t::Leg = (*leg).into();
+            let (d,): (hooks::ReferDecision,) = h.call(store, F::OnRefer, (&ci, leg, &tr)).await?;
+            R::Refer(d.into())
+        }
+        C::Recording => {
+            let (d,): (hooks::RecordingDecision,) =
+                h.call(store, F::RecordingPolicy, (&ci,)).await?;
+            R::Recording(d.into())
+        }
+        C::MediaState(leg, change) => {
+            let (leg, change): (t::Leg, t::MediaChange) = ((*leg).into(), (*change).into());
+            let (): () = h.call(store, F::OnMediaState, (&ci, leg, change)).await?;
             R::Unit
         }
         C::Dtmf(leg, dtmf) => {
-            h.call_on_dtmf(store, &ci, (*leg).into(), (*dtmf).into())
-                .await?;
+            let (leg, dtmf): (t::Leg, t::Dtmf) = ((*leg).into(), (*dtmf).into());
+            let (): () = h.call(store, F::OnDtmf, (&ci, leg, dtmf)).await?;
             R::Unit
         }
         C::CallEnd(summary) => {
-            h.call_on_call_end(store, &ci, &(*summary).into()).await?;
+            let summary: t::CallSummary = (*summary).into();
+            let (): () = h.call(store, F::OnCallEnd, (&ci, &summary)).await?;
             R::Unit
         }
     })
