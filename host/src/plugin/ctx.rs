@@ -2,7 +2,7 @@
 //! call scope that host imports read and write.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
@@ -108,9 +108,6 @@ pub(crate) struct PluginCtx {
     used: Duration,
     /// The thread's CPU time at the start of the current stretch of execution.
     stretch_start: Duration,
-    /// Set by `arm`: the first stretch began at this instant (reading the thread's CPU clock is a
-    /// system call, ~1 us, too dear for every hook when most finish before any tick).
-    armed_at: Option<Instant>,
     /// Set when the guest yielded; the yield future records the resuming thread's CPU time.
     resumed_at: Option<Arc<Mutex<Duration>>>,
     /// Alternates so that a guest resumed after a yield runs a full tick before yielding again.
@@ -141,7 +138,6 @@ impl PluginCtx {
             budget: Duration::ZERO,
             used: Duration::ZERO,
             stretch_start: Duration::ZERO,
-            armed_at: None,
             resumed_at: None,
             yielded: false,
         }
@@ -153,7 +149,7 @@ impl PluginCtx {
     pub fn arm(&mut self, budget: Duration) {
         self.budget = budget;
         self.used = Duration::ZERO;
-        self.armed_at = Some(Instant::now());
+        self.stretch_start = thread_cpu_time();
         self.resumed_at = None;
         self.yielded = false;
     }
@@ -169,13 +165,7 @@ impl PluginCtx {
             // Resumed, possibly on another worker thread: the stretch began when it resumed there.
             self.stretch_start = r.lock().map(|t| *t).unwrap_or(now);
         }
-        if let Some(armed_at) = self.armed_at.take() {
-            // The first stretch ran from `arm` without a yield, so its wall time is its CPU time
-            // plus any preemption in it; it ends at the first tick, and CPU time counts from here.
-            self.used += armed_at.elapsed();
-        } else {
-            self.used += now.saturating_sub(self.stretch_start);
-        }
+        self.used += now.saturating_sub(self.stretch_start);
         self.stretch_start = now;
         if self.used >= self.budget {
             return Err(DeadlineExceeded.into());
