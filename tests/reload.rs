@@ -190,15 +190,8 @@ async fn broken_versions_are_refused_while_the_old_serves_and_an_older_contract_
         assert_eq!(now["last-refusal"], reason);
 
         // The old version still serves calls.
-        let mut caller = Caller::new(gw.gateway.udp_addr()).await;
-        caller.invite(&[]).await;
-        let (b, from) = callee.recv_request(Method::Invite).await;
+        let b = busy_call(&gw, &callee).await;
         assert_eq!(b.header("X-Version"), Some("good"));
-        callee.respond(&b, from, 486, "busy", &[], false).await;
-        assert_eq!(
-            caller.ua.recv_final(Method::Invite).await.status(),
-            Some(486)
-        );
     }
     // The contract refusal names both versions.
     let reason = serving(admin).await["last-refusal"].clone();
@@ -219,15 +212,21 @@ async fn broken_versions_are_refused_while_the_old_serves_and_an_older_contract_
     let (status, body) = http(admin, "POST", "/plugins/policy/reload").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["reloads"][0]["outcome"], "reloaded", "{body}");
+    let b = busy_call(&gw, &callee).await;
+    assert_eq!(b.header("X-Contract"), Some("0.1.0"));
+}
+
+/// A call the callee answers 486, which reaches the caller; returns the INVITE the callee got.
+async fn busy_call(gw: &callgate::Running, callee: &Ua) -> callgate_sip::message::SipMessage {
     let mut caller = Caller::new(gw.gateway.udp_addr()).await;
     caller.invite(&[]).await;
     let (b, from) = callee.recv_request(Method::Invite).await;
-    assert_eq!(b.header("X-Contract"), Some("0.1.0"));
     callee.respond(&b, from, 486, "busy", &[], false).await;
     assert_eq!(
         caller.ua.recv_final(Method::Invite).await.status(),
         Some(486)
     );
+    b
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
