@@ -32,15 +32,13 @@ fn header_policy() -> PluginSpec {
 async fn gateway(
     uas_port: u16,
     plugins: Vec<PluginSpec>,
-    cdr: Option<PathBuf>,
+    tweak: impl FnOnce(&mut Config),
 ) -> callgate::Running {
     let mut c = Config::defaults();
     c.listen.udp = "127.0.0.1:0".parse().unwrap();
     c.routing.default_route = Some(format!("sip:service@127.0.0.1:{uas_port}"));
-    c.timers.no_provisional_ms = 1500;
-    c.timers.no_final_ms = 3000;
     c.plugins = plugins;
-    c.cdr.path = cdr;
+    tweak(&mut c);
     callgate::start(&c).await.expect("gateway starts")
 }
 
@@ -59,7 +57,7 @@ async fn run_uac(uac: Sipp, timeout: Duration) -> sipp::SippOutcome {
 async fn a_basic_call_goes_through_with_plugin_headers_checked_at_both_ends() {
     let uas_port = free_port();
     let _uas = Sipp::uas("uas_check_headers.xml", uas_port).spawn();
-    let gw = gateway(uas_port, vec![header_policy()], None).await;
+    let gw = gateway(uas_port, vec![header_policy()], |_| {}).await;
     let out = run_uac(
         Sipp::uac("uac_check_headers.xml", target(&gw))
             .calls(10)
@@ -80,7 +78,7 @@ async fn the_header_checks_fail_the_calls_when_no_plugin_adds_the_headers() {
     let uas = Sipp::uas("uas_check_headers.xml", uas_port)
         .calls(2)
         .spawn();
-    let gw = gateway(uas_port, vec![], None).await;
+    let gw = gateway(uas_port, vec![], |_| {}).await;
     let out = run_uac(
         Sipp::uac("uac_check_headers.xml", target(&gw))
             .calls(2)
@@ -100,7 +98,7 @@ async fn the_header_checks_fail_the_calls_when_no_plugin_adds_the_headers() {
 async fn busy_is_relayed_to_the_caller() {
     let uas_port = free_port();
     let _uas = Sipp::uas("uas_busy.xml", uas_port).spawn();
-    let gw = gateway(uas_port, vec![], None).await;
+    let gw = gateway(uas_port, vec![], |_| {}).await;
     let out = run_uac(
         Sipp::uac("uac_busy.xml", target(&gw)).calls(5).rate(10.0),
         Duration::from_secs(30),
@@ -114,7 +112,7 @@ async fn busy_is_relayed_to_the_caller() {
 async fn cancel_before_answer_gives_487_end_to_end() {
     let uas_port = free_port();
     let uas = Sipp::uas("uas_ring_forever.xml", uas_port).calls(5).spawn();
-    let gw = gateway(uas_port, vec![], None).await;
+    let gw = gateway(uas_port, vec![], |_| {}).await;
     let out = run_uac(
         Sipp::uac("uac_cancel.xml", target(&gw)).calls(5).rate(10.0),
         Duration::from_secs(30),
@@ -131,7 +129,7 @@ async fn cancel_before_answer_gives_487_end_to_end() {
 async fn bye_from_the_callee_reaches_the_caller() {
     let uas_port = free_port();
     let _uas = Sipp::uas("uas_bye.xml", uas_port).spawn();
-    let gw = gateway(uas_port, vec![], None).await;
+    let gw = gateway(uas_port, vec![], |_| {}).await;
     let out = run_uac(
         Sipp::uac("uac_wait_bye.xml", target(&gw))
             .calls(5)
@@ -149,7 +147,13 @@ async fn a_b_leg_that_never_answers_times_out_with_a_clear_answer_and_record() {
     let dir = std::env::temp_dir().join(format!("callgate-cdr-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cdr = dir.join("cdr.jsonl");
-    let gw = gateway(uas_port, vec![], Some(cdr.clone())).await;
+    // Setup limits short enough for a test: with the defaults (10 s, 180 s) it would take minutes.
+    let gw = gateway(uas_port, vec![], |c| {
+        c.timers.no_provisional_ms = 1500;
+        c.timers.no_final_ms = 3000;
+        c.cdr.path = Some(cdr.clone());
+    })
+    .await;
     let out = run_uac(
         Sipp::uac("uac_expect_timeout.xml", target(&gw))
             .calls(2)
@@ -187,7 +191,7 @@ async fn calls_complete_under_ten_percent_loss_on_both_ends() {
     let _uas = Sipp::uas("uas.xml", uas_port)
         .extra_args(["-lost", "10"])
         .spawn();
-    let gw = gateway(uas_port, vec![header_policy()], None).await;
+    let gw = gateway(uas_port, vec![header_policy()], |_| {}).await;
     let out = run_uac(
         Sipp::uac("uac.xml", target(&gw))
             .calls(20)
