@@ -346,3 +346,57 @@ async fn a_200_racing_the_cancel_is_acked_and_hung_up() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(gw.metrics.calls_ended(CallOutcome::Cancelled), 1);
 }
+
+/// Once a call has ended and its transactions are quiet, its actor stops and what is left answers
+/// retransmissions: the caller's BYE retransmitted (its 200 was lost) gets 200 again, the callee's
+/// 200 to the INVITE retransmitted (our ACK was lost) is ACKed again, and a new request in the
+/// ended dialog gets 481.
+#[tokio::test]
+async fn an_ended_call_still_answers_retransmissions_after_its_actor_stopped() {
+    let callee = Ua::new().await;
+    let gw = gateway(callee.addr, vec![], |_| {}).await;
+    let (mut caller, b_invite, from, b_tag) = answered_call(&gw, &callee, &[]).await;
+    let bye = caller.in_dialog(Method::Bye, &[], None).await;
+    let (b_bye, bfrom) = callee.recv_request(Method::Bye).await;
+    callee.respond(&b_bye, bfrom, 200, &b_tag, &[], false).await;
+    let ok = caller.ua.recv_final(Method::Bye).await;
+    assert_eq!(ok.status(), Some(200));
+
+    // The actor goes as soon as the callee's 200 to our BYE is in.
+    let mut waited = 0;
+    while gw.metrics.call_actors() > 0 && waited < 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        gw.metrics.call_actors(),
+        0,
+        "the ended call's actor stopped"
+    );
+
+    caller
+        .ua
+        .send(&bye.wire_bytes(), gw.gateway.udp_addr())
+        .await;
+    let again = caller.ua.recv_final(Method::Bye).await;
+    assert_eq!(
+        again.status(),
+        Some(200),
+        "the retransmitted BYE is answered as before"
+    );
+    assert_eq!(again.to_tag(), ok.to_tag());
+
+    callee
+        .respond(&b_invite, from, 200, &b_tag, &[], true)
+        .await;
+    let (ack, _) = callee.recv_request(Method::Ack).await;
+    assert_eq!(
+        ack.call_id(),
+        b_invite.call_id(),
+        "the retransmitted 200 is ACKed again"
+    );
+
+    caller.in_dialog(Method::Info, &[], None).await;
+    assert_eq!(caller.ua.recv_final(Method::Info).await.status(), Some(481));
+    callee.expect_silence().await;
+}

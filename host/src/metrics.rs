@@ -121,9 +121,14 @@ impl Metrics {
         self.calls_active.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// A call's actor stopped (after absorbing retransmissions).
+    /// A call's actor stopped (its transactions quiet, or its linger over).
     pub fn call_closed(&self) {
         self.calls_lingering.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Call actors alive: calls in progress, and ended ones whose transactions still work.
+    pub fn call_actors(&self) -> i64 {
+        self.calls_lingering.load(Ordering::Relaxed)
     }
 
     /// Calls in progress.
@@ -152,13 +157,9 @@ impl Metrics {
         let _ = writeln!(o, "callgate_calls_active {}", self.calls_active());
         let _ = writeln!(
             o,
-            "# HELP callgate_call_actors Call actors alive (in progress or absorbing retransmissions).\n# TYPE callgate_call_actors gauge"
+            "# HELP callgate_call_actors Call actors alive: calls in progress, and ended ones whose transactions still work.\n# TYPE callgate_call_actors gauge"
         );
-        let _ = writeln!(
-            o,
-            "callgate_call_actors {}",
-            self.calls_lingering.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(o, "callgate_call_actors {}", self.call_actors());
         let _ = writeln!(
             o,
             "# HELP callgate_calls_started_total Calls received.\n# TYPE callgate_calls_started_total counter"

@@ -171,13 +171,13 @@ impl Caller {
         self.ua.send(&ack.wire_bytes(), self.gw).await;
     }
 
-    /// Sends an in-dialog request to the gateway.
+    /// Sends an in-dialog request to the gateway; returns it (to retransmit it).
     pub async fn in_dialog(
         &mut self,
         method: Method,
         extra: &[(&str, &str)],
         body: Option<(&str, &[u8])>,
-    ) {
+    ) -> SipMessage {
         self.cseq += 1;
         let sent_by = self.ua.addr.to_string();
         let contact = format!("<sip:alice@{}>", self.ua.addr);
@@ -197,6 +197,7 @@ impl Caller {
         }
         let req = b.build().unwrap();
         self.ua.send(&req.wire_bytes(), self.gw).await;
+        req
     }
 }
 

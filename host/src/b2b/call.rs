@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, warn};
 
 use super::headers::{self, apply_edits, end_to_end, reason_phrase, without_tag};
-use super::{Inbound, Shared, show};
+use super::{Echo, Echoes, Inbound, LINGER, Shared, show};
 use crate::cdr::CallRecord;
 use crate::config::TransferDefault;
 use crate::plugin::CallPlugins;
@@ -35,12 +35,6 @@ use crate::plugin::decision::{
     InviteDecision, Leg, ReferDecision, RequestView, ResponseView, TransferRequest,
 };
 use crate::plugin::stats::Hook;
-
-/// How long a finished call's actor may linger to absorb retransmissions before it stops regardless.
-/// The transactions' own timers would keep it 32 s (64*T1: Timers J, L, M); a peer that still
-/// retransmits after 10 s has lost five copies in a row, while 32 s of lingering at 4,000 calls/s
-/// would hold 128,000 finished calls in memory.
-const MAX_LINGER: Duration = Duration::from_secs(10);
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -63,7 +57,16 @@ pub(crate) async fn run(
         Box::pin(call.start(now)).await;
         Box::pin(call.after_hooks(Instant::now())).await;
         Box::pin(call.flush(Instant::now())).await;
-        while !call.finished(Instant::now()) {
+        loop {
+            let now = Instant::now();
+            if call.finished(now) {
+                call.close();
+                break;
+            }
+            if let Some(echoes) = call.echoes() {
+                call.retire(now, echoes, &mut rx);
+                break;
+            }
             let deadline = call.next_deadline();
             tokio::select! {
                 m = rx.recv() => match m {
@@ -74,7 +77,6 @@ pub(crate) async fn run(
             }
             Box::pin(call.flush(Instant::now())).await;
         }
-        call.close();
     }
     .instrument(span)
     .await
@@ -1708,7 +1710,7 @@ impl Call {
         min(self.timers.no_final);
         min(self.timers.no_ack);
         if let Some(e) = &self.end {
-            min(Some(e.at + MAX_LINGER));
+            min(Some(e.at + LINGER));
         }
         d
     }
@@ -1716,7 +1718,7 @@ impl Call {
     /// True once the call has ended and nothing is left to absorb or retransmit.
     fn finished(&self, now: Instant) -> bool {
         let Some(end) = &self.end else { return false };
-        if now >= end.at + MAX_LINGER {
+        if now >= end.at + LINGER {
             return true;
         }
         let b_done = self
@@ -1726,11 +1728,67 @@ impl Call {
         self.a.txn.is_terminated() && b_done && self.txns.is_empty() && self.pending_2xx.is_empty()
     }
 
-    fn close(&mut self) {
+    /// What is left of the call once it has ended and its transactions only absorb
+    /// retransmissions. `None` while anything still acts on its own: a request awaiting its
+    /// answer, a non-2xx final retransmitted until its ACK, our 2xx awaiting its ACK, a CANCEL due.
+    fn echoes(&self) -> Option<Echoes> {
+        self.end.as_ref()?;
+        let busy = self.pending_end.is_some()
+            || !self.pending_2xx.is_empty()
+            || self.a.txn.is_active()
+            || self
+                .b
+                .as_ref()
+                .is_some_and(|b| b.txn.is_active() || b.cancel_pending)
+            || self.txns.iter().any(|t| match &t.kind {
+                TxnKind::Server(s) => s.is_active(),
+                TxnKind::Client(c) => c.is_active(),
+            });
+        if busy {
+            return None;
+        }
+        let echo = |s: &ServerTransaction, transport| Echo {
+            key: s.key().clone(),
+            response: s.echo().cloned(),
+            dest: s.response_dest(),
+            transport,
+        };
+        // A's INVITE even once terminated: a late retransmission must not look like a new call.
+        let mut answers = vec![echo(&self.a.txn, self.a.transport)];
+        answers.extend(self.txns.iter().filter_map(|t| match &t.kind {
+            TxnKind::Server(s) if !s.is_terminated() => Some(echo(s, t.transport)),
+            _ => None,
+        }));
+        let b_ack = self.b.as_ref().and_then(|b| {
+            let ack = b.ack.clone().or_else(|| b.txn.non_2xx_ack().cloned())?;
+            Some((b.txn.key().clone(), ack, b.dest))
+        });
+        Some(Echoes { answers, b_ack })
+    }
+
+    /// Hands the call's Call-IDs to its echoes and ends the actor early: a finished call is then a
+    /// few hundred bytes in the registry instead of a task that wakes for every transaction timer.
+    fn retire(&mut self, now: Instant, echoes: Echoes, rx: &mut mpsc::Receiver<Inbound>) {
+        let echoes = self.shared.retire(self.call_ids(), echoes, now);
+        rx.close();
+        // Queued before the hand-over: answered as the echoes answer later ones.
+        while let Ok(inb) = rx.try_recv() {
+            self.shared.echo(&echoes, *inb);
+        }
+        debug!("call retired; its echoes answer retransmissions");
+        self.shared.metrics.call_closed();
+    }
+
+    fn call_ids(&self) -> Vec<String> {
         let mut ids = vec![self.a.invite.call_id().to_string()];
         if let Some(b) = &self.b {
             ids.push(b.call_id.clone());
         }
+        ids
+    }
+
+    fn close(&mut self) {
+        let ids = self.call_ids();
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         self.shared.unregister(&refs);
         self.shared.metrics.call_closed();

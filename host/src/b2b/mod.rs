@@ -9,17 +9,17 @@
 mod call;
 pub(crate) mod headers;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use callgate_sip::TransportKind;
 use callgate_sip::message::{Method, SipMessage, build_response, new_tag};
-use callgate_sip::transaction::TimerConfig;
+use callgate_sip::transaction::{TimerConfig, TransactionKey};
 use callgate_sip::transport::{
     Incoming, TcpConfig, TcpTransport, UdpTransport, response_destination,
 };
@@ -87,10 +87,73 @@ impl Net {
 /// (tokio's block), which unboxed was 18 KiB per call.
 pub(crate) type Inbound = Box<Incoming>;
 
+/// Where the registry sends a Call-ID's messages.
+#[derive(Clone)]
+enum Route {
+    /// The call's actor.
+    Live(mpsc::Sender<Inbound>),
+    /// A call that ended and whose actor is gone: what is left of it answers retransmissions.
+    Ended(Arc<Echoes>),
+}
+
+/// What a finished call still owes its peers once its transactions only absorb retransmissions
+/// (RFC 3261 17: a lost final response makes the peer retransmit its request; a lost ACK makes the
+/// callee retransmit its final response). Held for [`LINGER`] instead of the whole call actor:
+/// a few hundred bytes where the actor, its queue, both INVITEs and its transactions were ~26 KiB
+/// and woke up for each transaction timer.
+pub(crate) struct Echoes {
+    /// Requests the call answered: a retransmission gets the same answer again (`None`: absorbed).
+    pub answers: Vec<Echo>,
+    /// The B-leg INVITE's key and our ACK: a retransmitted final response gets the ACK again.
+    pub b_ack: Option<(TransactionKey, Bytes, SocketAddr)>,
+}
+
+/// One server transaction's last answer.
+pub(crate) struct Echo {
+    pub key: TransactionKey,
+    pub response: Option<Bytes>,
+    pub dest: SocketAddr,
+    pub transport: TransportKind,
+}
+
+/// How long a finished call answers retransmissions (as an actor, or once retired as [`Echoes`]).
+/// The transactions' own timers would keep it 32 s (64*T1: Timers J, L, M); a peer that still
+/// retransmits after 10 s has lost five copies in a row, and a late one then gets 481 (or is
+/// dropped), which ends its dialog too. 32 s of whole actors at 4,000 calls/s would be 128,000.
+pub(crate) const LINGER: Duration = Duration::from_secs(10);
+
+/// The Call-ID registry: live calls and the echoes of ended ones, which expire in the order they
+/// were added (all linger equally long).
+#[derive(Default)]
+struct Registry {
+    routes: HashMap<String, Route>,
+    ended: VecDeque<(Instant, Arc<Echoes>, Vec<String>)>,
+}
+
+impl Registry {
+    /// Drops the echoes whose time is up (unless their Call-ID was taken by a new call since).
+    fn expire(&mut self, now: Instant) {
+        while let Some((until, _, _)) = self.ended.front()
+            && *until <= now
+        {
+            let Some((_, echoes, ids)) = self.ended.pop_front() else {
+                break;
+            };
+            for id in ids {
+                if let Some(Route::Ended(e)) = self.routes.get(&id)
+                    && Arc::ptr_eq(e, &echoes)
+                {
+                    self.routes.remove(&id);
+                }
+            }
+        }
+    }
+}
+
 pub(crate) struct Shared {
     pub settings: Settings,
     pub chain: ArcSwap<Chain>,
-    calls: Mutex<HashMap<String, mpsc::Sender<Inbound>>>,
+    calls: Mutex<Registry>,
     net: std::sync::OnceLock<Net>,
     next_ref: AtomicU64,
     pub metrics: Arc<Metrics>,
@@ -106,43 +169,111 @@ impl Shared {
 
     /// Removes a finished call's Call-IDs from the registry.
     pub fn unregister(&self, call_ids: &[&str]) {
-        if let Ok(mut calls) = self.calls.lock() {
+        if let Ok(mut reg) = self.calls.lock() {
             for id in call_ids {
-                calls.remove(*id);
+                reg.routes.remove(*id);
             }
         }
     }
 
     /// Registers another Call-ID (the B leg's) for a call.
     pub fn register(&self, call_id: &str, tx: mpsc::Sender<Inbound>) {
-        if let Ok(mut calls) = self.calls.lock() {
-            calls.insert(call_id.to_string(), tx);
+        if let Ok(mut reg) = self.calls.lock() {
+            reg.routes.insert(call_id.to_string(), Route::Live(tx));
         }
+    }
+
+    /// Hands an ended call's Call-IDs over to its echoes: from now on the registry answers its
+    /// retransmissions and the actor may stop.
+    pub fn retire(&self, call_ids: Vec<String>, echoes: Echoes, now: Instant) -> Arc<Echoes> {
+        let echoes = Arc::new(echoes);
+        if let Ok(mut reg) = self.calls.lock() {
+            reg.expire(now);
+            for id in &call_ids {
+                reg.routes.insert(id.clone(), Route::Ended(echoes.clone()));
+            }
+            reg.ended
+                .push_back((now + LINGER, echoes.clone(), call_ids));
+        }
+        echoes
+    }
+
+    /// Drops expired echoes; for an idle gateway, where no call retires to do it.
+    fn expire_echoes(&self) {
+        if let Ok(mut reg) = self.calls.lock() {
+            reg.expire(Instant::now());
+        }
+    }
+
+    fn route(&self, call_id: &str) -> Option<Route> {
+        self.calls.lock().ok()?.routes.get(call_id).cloned()
     }
 
     /// Routes one received message. Runs on a transport's receive task: never blocks.
     fn dispatch(self: &Arc<Self>, inc: Incoming) {
-        let msg = &inc.msg;
-        self.metrics.message_in(msg);
-        let existing = self
-            .calls
-            .lock()
-            .ok()
-            .and_then(|c| c.get(msg.call_id()).cloned());
-        if let Some(tx) = existing {
-            match tx.try_send(Box::new(inc)) {
-                Ok(()) => return,
+        self.metrics.message_in(&inc.msg);
+        self.route_message(inc, true);
+    }
+
+    /// `retry`: a call's actor that retires hands over to its echoes between our lookup and our
+    /// send; the send then finds its queue closed, and one more lookup finds the echoes.
+    fn route_message(self: &Arc<Self>, inc: Incoming, retry: bool) {
+        match self.route(inc.msg.call_id()) {
+            Some(Route::Live(tx)) => match tx.try_send(Box::new(inc)) {
+                Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     warn!("call queue full; message dropped (the peer will retransmit)");
-                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(inc)) if retry => {
+                    self.route_message(*inc, false)
                 }
                 Err(mpsc::error::TrySendError::Closed(inc)) => {
                     self.unregister(&[inc.msg.call_id()]);
-                    return self.out_of_dialog(*inc);
+                    self.out_of_dialog(*inc);
                 }
-            }
+            },
+            Some(Route::Ended(echoes)) => self.echo(&echoes, inc),
+            None => self.out_of_dialog(inc),
         }
-        self.out_of_dialog(inc);
+    }
+
+    /// A message for a call that has ended: a retransmission gets what it got before; anything
+    /// else is treated as if the call were unknown.
+    pub fn echo(self: &Arc<Self>, echoes: &Echoes, inc: Incoming) {
+        let msg = &inc.msg;
+        if msg.is_request() {
+            if msg.method() == Some(&Method::Ack) {
+                return; // the ACK of a final we answered (or a late one): nothing to do
+            }
+            let key = TransactionKey::for_request(msg);
+            if let Some(e) = echoes.answers.iter().find(|e| Some(&e.key) == key.as_ref()) {
+                if let Some(bytes) = &e.response {
+                    debug!(
+                        call_id = msg.call_id(),
+                        "retransmission after the call ended; answering again"
+                    );
+                    self.metrics.retransmission();
+                    self.net().send(e.transport, e.dest, bytes.clone());
+                }
+                return;
+            }
+            return self.out_of_dialog(inc);
+        }
+        if let Some((key, ack, dest)) = &echoes.b_ack
+            && TransactionKey::for_response(msg).as_ref() == Some(key)
+            && msg.status().is_some_and(|s| s >= 200)
+        {
+            debug!(
+                call_id = msg.call_id(),
+                "final response retransmitted after the call ended; ACKing again"
+            );
+            self.net().send(TransportKind::Udp, *dest, ack.clone());
+            return;
+        }
+        debug!(
+            call_id = msg.call_id(),
+            "response for an ended call dropped"
+        );
     }
 
     fn out_of_dialog(self: &Arc<Self>, inc: Incoming) {
@@ -209,6 +340,13 @@ pub struct Gateway {
     shared: Arc<Shared>,
     udp_addr: SocketAddr,
     tcp_addr: Option<SocketAddr>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.sweeper.abort();
+    }
 }
 
 impl Gateway {
@@ -266,7 +404,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             settings,
             chain: ArcSwap::from_pointee(chain),
-            calls: Mutex::new(HashMap::new()),
+            calls: Mutex::new(Registry::default()),
             net: std::sync::OnceLock::new(),
             next_ref: AtomicU64::new(1),
             metrics,
@@ -274,11 +412,25 @@ impl Gateway {
         });
         let _ = shared.net.set(Net { udp, tcp });
         let _ = cell.set(shared.clone());
+        let sweeper = {
+            let shared = Arc::downgrade(&shared);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let Some(shared) = shared.upgrade() else {
+                        break;
+                    };
+                    shared.expire_echoes();
+                }
+            })
+        };
         tracing::info!(udp = %udp_addr, tcp = ?tcp_addr, "gateway listening");
         Ok(Self {
             shared,
             udp_addr,
             tcp_addr,
+            sweeper,
         })
     }
 
@@ -314,9 +466,13 @@ impl Gateway {
         move || shared.chain.load_full()
     }
 
-    /// Calls in the registry (in progress, or lingering to absorb retransmissions).
+    /// Call-IDs in the registry (calls in progress, and ended ones still answering retransmissions).
     pub fn calls_in_registry(&self) -> usize {
-        self.shared.calls.lock().map(|c| c.len()).unwrap_or(0)
+        self.shared
+            .calls
+            .lock()
+            .map(|c| c.routes.len())
+            .unwrap_or(0)
     }
 }
 

@@ -189,6 +189,27 @@ impl ClientTransaction {
         )
     }
 
+    /// True while the machine awaits a final response. Once false, all that is left is absorbing
+    /// retransmitted responses (and re-ACKing a non-2xx final with [`Self::non_2xx_ack`]).
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self.state,
+            State::Invite(InviteState::Calling | InviteState::Proceeding)
+                | State::NonInvite(NonInviteState::Trying | NonInviteState::Proceeding)
+        )
+    }
+
+    /// The ACK this INVITE transaction sent for a non-2xx final response, sent again for each
+    /// retransmission of that response.
+    pub fn non_2xx_ack(&self) -> Option<&Bytes> {
+        self.ack.as_ref()
+    }
+
+    /// Where the request goes.
+    pub fn dest(&self) -> SocketAddr {
+        self.dest
+    }
+
     fn state_name(&self) -> &'static str {
         match self.state {
             State::Invite(InviteState::Calling) => "Calling",

@@ -151,6 +151,32 @@ impl ServerTransaction {
         )
     }
 
+    /// True while the machine still acts on its own: it awaits the TU's final response, or (INVITE)
+    /// retransmits a non-2xx final until the ACK. Once false, all that is left is answering a
+    /// retransmitted request with [`Self::last_response`] until the transaction times out, which
+    /// the TU may do statelessly (a finished call does, to end its actor early).
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self.state,
+            State::Invite(InviteState::Proceeding | InviteState::Completed)
+                | State::NonInvite(NonInviteState::Trying | NonInviteState::Proceeding)
+        )
+    }
+
+    /// The response a retransmission of the request gets again: the final response, except a 2xx
+    /// to an INVITE (RFC 6026: the TU retransmits that one, and absorbs retransmitted INVITEs).
+    pub fn echo(&self) -> Option<&Bytes> {
+        match self.state {
+            State::Invite(InviteState::Accepted) => None,
+            _ => self.last_response.as_ref(),
+        }
+    }
+
+    /// Where responses go.
+    pub fn response_dest(&self) -> SocketAddr {
+        self.dest
+    }
+
     /// True if a final response was sent (useful to decide whether a CANCEL still applies: 9.2).
     pub fn has_final_response(&self) -> bool {
         !matches!(

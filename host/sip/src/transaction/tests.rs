@@ -505,3 +505,63 @@ fn ten_percent_loss_still_completes_every_transaction() {
         assert!(p.client.is_terminated() && p.server.as_ref().unwrap().is_terminated());
     }
 }
+
+#[test]
+fn active_until_only_retransmissions_are_left_to_absorb() {
+    let now = Instant::now();
+    let cfg = TimerConfig::default();
+    // Server non-INVITE: active until its final response, which then answers retransmissions.
+    let bye = request(Method::Bye);
+    let mut s = ServerTransaction::new(bye.clone(), addr(CLIENT), TransportKind::Udp, cfg).unwrap();
+    assert!(s.is_active() && s.echo().is_none());
+    let ok = build_response(&bye, 200, "OK", &[], Some("t"), None).unwrap();
+    s.send_response(now, &ok).unwrap();
+    assert!(!s.is_active());
+    assert_eq!(s.echo(), Some(ok.bytes()));
+    assert_eq!(s.response_dest(), addr(CLIENT));
+
+    // Server INVITE, non-2xx: active (Timer G) until the ACK, then the final is the echo.
+    let inv = request(Method::Invite);
+    let mut s = ServerTransaction::new(inv.clone(), addr(CLIENT), TransportKind::Udp, cfg).unwrap();
+    let busy = build_response(&inv, 486, "Busy Here", &[], Some("t"), None).unwrap();
+    s.send_response(now, &busy).unwrap();
+    assert!(s.is_active());
+    let ack = build_non2xx_ack_for_test(&inv, &busy);
+    s.handle_message(now, ack).unwrap();
+    assert!(!s.is_active());
+    assert_eq!(s.echo(), Some(busy.bytes()));
+
+    // Server INVITE, 2xx: passive at once, and a retransmitted INVITE gets nothing (RFC 6026).
+    let mut s = ServerTransaction::new(inv.clone(), addr(CLIENT), TransportKind::Udp, cfg).unwrap();
+    let ok = build_response(&inv, 200, "OK", &[], Some("t"), None).unwrap();
+    s.send_response(now, &ok).unwrap();
+    assert!(!s.is_active() && s.echo().is_none());
+
+    // Client INVITE: active until a final; a non-2xx final leaves its ACK to re-send.
+    let mut p = Pair::new(
+        Method::Invite,
+        TransportKind::Udp,
+        vec![(100, "Trying"), (486, "Busy Here")],
+    );
+    assert!(p.client.is_active());
+    p.drive();
+    assert!(!p.client.is_active());
+    assert_eq!(p.client.dest(), addr(SERVER));
+    let acked = p
+        .client_sent
+        .iter()
+        .find(|(_, m)| m.method() == Some(&Method::Ack));
+    assert_eq!(
+        p.client.non_2xx_ack().cloned(),
+        acked.map(|(_, m)| m.wire_bytes())
+    );
+}
+
+/// The ACK a UAC sends for `resp`, as the request that reaches the server.
+fn build_non2xx_ack_for_test(
+    inv: &SipMessage,
+    resp: &crate::message::OutgoingResponse,
+) -> SipMessage {
+    let resp = SipMessage::parse(resp.bytes().clone()).unwrap();
+    SipMessage::parse(crate::message::build_non2xx_ack(inv, &resp)).unwrap()
+}
