@@ -148,6 +148,102 @@ fn percentiles(plugin: &str, calls: u32) {
     );
 }
 
+/// Prints, per hook, the latency distribution of a whole call's hooks through probe.wasm (which takes
+/// every hook and keeps its instance for the call): what the gateway's plugin work per call is made
+/// of under `bench/cps.sh`.
+fn call_of_hooks(calls: u32) {
+    use callgate::plugin::decision::{CallOutcome, CallSummary, Initiator};
+    let (rt, runtime) = setup();
+    let probe = rt
+        .block_on(runtime.load(&PluginSpec::new("probe", wasm("probe"))))
+        .expect("probe loads");
+    let chain = Chain::new(vec![probe]);
+    let req = invite();
+    let ringing = ResponseView {
+        status: 180,
+        reason: "Ringing".into(),
+        ..Default::default()
+    };
+    let ok = ResponseView {
+        status: 200,
+        reason: "OK".into(),
+        ..Default::default()
+    };
+    let summary = CallSummary {
+        outcome: CallOutcome::Answered,
+        status: 200,
+        reason: "BYE from caller".into(),
+        ended_by: Initiator::Caller,
+        setup_ms: 3,
+        talk_ms: 1000,
+    };
+    const STEPS: [&str; 7] = [
+        "fresh instance + on-invite",
+        "recording-policy",
+        "on-response 180",
+        "on-response 200",
+        "on-response BYE 200",
+        "on-call-end",
+        "drop (instance back to the pool)",
+    ];
+    let mut hists: Vec<_> = STEPS
+        .iter()
+        .map(|_| hdrhistogram::Histogram::<u64>::new(3).unwrap())
+        .collect();
+    let mut whole = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let warm_up = calls / 10;
+    rt.block_on(async {
+        for i in 0..warm_up + calls {
+            let mut times = [0u64; STEPS.len()];
+            let start = Instant::now();
+            let mut t = start;
+            let mut lap = |k: usize| {
+                let now = Instant::now();
+                times[k] = (now - t).as_nanos() as u64;
+                t = now;
+            };
+            let mut call = chain.start_call(info(), ControlSupport::default()).unwrap();
+            std::hint::black_box(call.on_invite(&req).await);
+            lap(0);
+            std::hint::black_box(call.recording_policy().await);
+            lap(1);
+            std::hint::black_box(call.on_response(Leg::B, "INVITE", &ringing).await);
+            lap(2);
+            std::hint::black_box(call.on_response(Leg::B, "INVITE", &ok).await);
+            lap(3);
+            std::hint::black_box(call.on_response(Leg::B, "BYE", &ok).await);
+            lap(4);
+            call.on_call_end(&summary).await;
+            lap(5);
+            drop(call);
+            lap(6);
+            if i >= warm_up {
+                for (h, ns) in hists.iter_mut().zip(times) {
+                    h.record(ns).unwrap();
+                }
+                whole.record(start.elapsed().as_nanos() as u64).unwrap();
+            }
+        }
+    });
+    let us = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!("probe, a whole call's hooks, {calls} calls (p50 / p90 / p99 us):");
+    for (name, h) in STEPS.iter().zip(&hists) {
+        println!(
+            "  {name:<34} {:>7.1} {:>7.1} {:>7.1}",
+            us(h, 0.5),
+            us(h, 0.9),
+            us(h, 0.99)
+        );
+    }
+    println!(
+        "  {:<34} {:>7.1} {:>7.1} {:>7.1}",
+        "whole call",
+        us(&whole, 0.5),
+        us(&whole, 0.9),
+        us(&whole, 0.99)
+    );
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
@@ -169,6 +265,9 @@ fn main() {
                     .unwrap_or(calls);
                 percentiles(plugin, calls);
             }
+        }
+        if only.as_deref().is_none_or(|o| o == "probe") {
+            call_of_hooks(20_000);
         }
     }
     Criterion::default().configure_from_args().final_summary();
