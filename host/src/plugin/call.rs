@@ -7,7 +7,7 @@ use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::FailurePolicy;
-use super::ctx::{CallScope, ControlSupport};
+use super::ctx::{CallScope, ControlSupport, arm_store};
 use super::decision::{
     CallInfo, CallSummary, Dtmf, Forward, HeaderEdits, InviteDecision, IssuedCommand, Leg,
     MediaChange, RecordOptions, RecordingDecision, ReferDecision, Reject, RequestView,
@@ -75,6 +75,7 @@ impl Chain {
                     state: SlotState::Idle,
                 })
                 .collect(),
+            lowered: (&info).into(),
             info,
             scope: CallScope {
                 support,
@@ -159,6 +160,8 @@ pub(crate) enum HookReturn {
 pub struct CallPlugins {
     slots: Vec<Slot>,
     info: CallInfo,
+    /// `info` in the contract's types, converted once rather than for every hook.
+    lowered: contract::LoweredCallInfo,
     scope: CallScope,
     abort: Option<PolicyAbort>,
     _permit: Option<OwnedSemaphorePermit>,
@@ -221,6 +224,7 @@ impl CallPlugins {
 
     /// Records the B leg's Call-ID, passed to every later hook.
     pub fn set_b_call_id(&mut self, id: String) {
+        self.lowered.b_call_id = Some(id.clone());
         self.info.b_call_id = Some(id);
     }
 
@@ -387,13 +391,8 @@ impl CallPlugins {
         if !slot.plugin.hooks().contains(hook) {
             return None;
         }
-        // A pre-initialised instance created just now runs no `init`: the deadline `instantiate`
-        // armed covers this hook too, which spares a second read of the thread's CPU clock (a
-        // system call, ~1 us).
-        let mut armed = false;
         if matches!(slot.state, SlotState::Idle) {
             let plugin = slot.plugin.clone();
-            armed = plugin.pre_initialized();
             match plugin
                 .instantiate(self.info.call_ref, plugin.deadline())
                 .await
@@ -409,13 +408,10 @@ impl CallPlugins {
         let SlotState::Live(live) = &mut slot.state else {
             return None;
         };
-        let data = live.store.data_mut();
-        data.scope = Some(std::mem::take(&mut self.scope));
-        if !armed {
-            data.arm(slot.plugin.deadline());
-        }
+        live.store.data_mut().scope = Some(std::mem::take(&mut self.scope));
+        arm_store(&mut live.store, slot.plugin.deadline());
         let started = Instant::now();
-        let res = contract::call_hook(live, &self.info, call).await;
+        let res = contract::call_hook(live, &self.lowered, call).await;
         slot.plugin.stats().record_call(hook, started.elapsed());
         self.scope = live.store.data_mut().scope.take().unwrap_or_default();
         match res {

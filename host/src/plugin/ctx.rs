@@ -2,7 +2,7 @@
 //! call scope that host imports read and write.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime::component::ResourceTable;
@@ -106,8 +106,13 @@ pub(crate) struct PluginCtx {
     budget: Duration,
     /// Execution time the running hook has used so far.
     used: Duration,
-    /// The thread's CPU time at the start of the current stretch of execution.
-    stretch_start: Duration,
+    /// The thread's CPU time at the start of the current stretch of execution; `None` until the
+    /// hook's first epoch tick (see [`Self::arm`]).
+    stretch_start: Option<Duration>,
+    /// When the running hook was armed (wall clock).
+    armed_at: Instant,
+    /// The epoch tick: the most the stretch before a hook's first tick is charged.
+    tick: Duration,
     /// Set when the guest yielded; the yield future records the resuming thread's CPU time.
     resumed_at: Option<Arc<Mutex<Duration>>>,
     /// Alternates so that a guest resumed after a yield runs a full tick before yielding again.
@@ -115,7 +120,12 @@ pub(crate) struct PluginCtx {
 }
 
 impl PluginCtx {
-    pub fn new(plugin: Arc<PluginShared>, call_ref: u64, memory_cap: usize) -> Self {
+    pub fn new(
+        plugin: Arc<PluginShared>,
+        call_ref: u64,
+        memory_cap: usize,
+        tick: Duration,
+    ) -> Self {
         let out = |stderr| GuestOutput {
             plugin: plugin.name.clone(),
             call_ref,
@@ -137,7 +147,9 @@ impl PluginCtx {
             scope: None,
             budget: Duration::ZERO,
             used: Duration::ZERO,
-            stretch_start: Duration::ZERO,
+            stretch_start: None,
+            armed_at: Instant::now(),
+            tick,
             resumed_at: None,
             yielded: false,
         }
@@ -145,11 +157,19 @@ impl PluginCtx {
 }
 
 impl PluginCtx {
-    /// Gives the hook about to run `budget` of execution time.
+    /// Gives the hook about to run `budget` of execution time. The store's epoch deadline must be
+    /// re-armed with it ([`arm_store`]).
+    ///
+    /// No CPU clock is read here: that is a system call (~0.4 us), and almost every hook is over
+    /// long before the next epoch tick, when [`Self::on_epoch`] first looks. The stretch from here
+    /// to that tick is charged by wall time, at most one tick: the tick is the deadline's
+    /// granularity anyway, and a hook preempted before its first tick is charged at most a tick
+    /// for it.
     pub fn arm(&mut self, budget: Duration) {
         self.budget = budget;
         self.used = Duration::ZERO;
-        self.stretch_start = thread_cpu_time();
+        self.stretch_start = None;
+        self.armed_at = Instant::now();
         self.resumed_at = None;
         self.yielded = false;
     }
@@ -163,10 +183,13 @@ impl PluginCtx {
         let now = thread_cpu_time();
         if let Some(r) = self.resumed_at.take() {
             // Resumed, possibly on another worker thread: the stretch began when it resumed there.
-            self.stretch_start = r.lock().map(|t| *t).unwrap_or(now);
+            self.stretch_start = Some(r.lock().map(|t| *t).unwrap_or(now));
         }
-        self.used += now.saturating_sub(self.stretch_start);
-        self.stretch_start = now;
+        self.used += match self.stretch_start {
+            Some(start) => now.saturating_sub(start),
+            None => self.armed_at.elapsed().min(self.tick),
+        };
+        self.stretch_start = Some(now);
         if self.used >= self.budget {
             return Err(DeadlineExceeded.into());
         }
@@ -186,6 +209,14 @@ impl PluginCtx {
             }),
         ))
     }
+}
+
+/// Arms `store` for a hook of `budget`: the context's accounting, and an epoch deadline one tick
+/// from now. Without the latter, an instance that sat idle across ticks between two hooks would
+/// stop at its first epoch check in the next hook, read the CPU clock and yield for nothing.
+pub(crate) fn arm_store(store: &mut wasmtime::Store<PluginCtx>, budget: Duration) {
+    store.data_mut().arm(budget);
+    store.set_epoch_deadline(1);
 }
 
 /// CPU time consumed by the calling thread.

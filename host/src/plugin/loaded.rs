@@ -11,7 +11,7 @@ use wasmtime::component::Component;
 use super::HookMask;
 use super::artifact::HOOKS_EXPORT_PREFIX;
 use super::cache::CompileError;
-use super::ctx::{DeadlineExceeded, PluginCtx, PluginShared};
+use super::ctx::{DeadlineExceeded, PluginCtx, PluginShared, arm_store};
 use super::engine::Runtime;
 use super::preinit;
 use super::source::{self, FetchError, PluginSource};
@@ -394,13 +394,13 @@ impl LoadedPlugin {
     /// and the deadline callback installed.
     fn new_store(&self, call_ref: u64) -> Store<PluginCtx> {
         let engine = &self.runtime.inner.engine;
+        let tick = Duration::from_millis(self.runtime.inner.config.tick_ms);
         let mut store = Store::new(
             engine,
-            PluginCtx::new(self.shared.clone(), call_ref, self.memory_cap),
+            PluginCtx::new(self.shared.clone(), call_ref, self.memory_cap, tick),
         );
         store.limiter(|c| &mut c.limiter);
         store.epoch_deadline_callback(|mut cx| cx.data_mut().on_epoch());
-        store.set_epoch_deadline(1);
         store
     }
 
@@ -411,7 +411,7 @@ impl LoadedPlugin {
         deadline: Duration,
     ) -> Result<(Live, HookMask), InitError> {
         let mut store = self.new_store(call_ref);
-        store.data_mut().arm(deadline);
+        arm_store(&mut store, deadline);
         let hooks = match self.pre.instantiate(&mut store).await {
             Ok(b) => b,
             Err(e) => {
@@ -637,7 +637,7 @@ impl LoadedPlugin {
             .0;
         let pre = runtime.linker.instantiate_pre(&component).map_err(err)?;
         let mut store = self.new_store(0);
-        store.data_mut().arm(LOAD_INIT_DEADLINE.max(self.deadline));
+        arm_store(&mut store, LOAD_INIT_DEADLINE.max(self.deadline));
         let instance = pre.instantiate_async(&mut store).await.map_err(err)?;
         let bindings = contract::Plugin::new(&mut store, &instance).map_err(err)?;
         bindings
@@ -648,7 +648,7 @@ impl LoadedPlugin {
             .map_err(|m| format!("init refused on the second run: {m}"))?;
         // Reading the state back runs the instrumented accessors, host-driven and proportional
         // to the memory (CPython's is 12 MiB): not the plugin's budget.
-        store.data_mut().arm(SNAPSHOT_DEADLINE);
+        arm_store(&mut store, SNAPSHOT_DEADLINE);
         // Wizer reports a component it cannot read back by panicking: contain it to this load.
         let image =
             tokio::spawn(async move { preinit::snapshot(&bytes, &mut store, instance).await })

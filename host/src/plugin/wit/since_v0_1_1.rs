@@ -659,53 +659,55 @@ impl Hooks {
     }
 }
 
+/// The call as hooks receive it, in this version's types: a call converts it once.
+pub(crate) type LoweredCallInfo = t::CallInfo;
+
 pub(crate) async fn call_hook(
     live: &mut super::super::loaded::Live,
-    info: &d::CallInfo,
+    ci: &LoweredCallInfo,
     call: &super::super::call::HookCall<'_>,
 ) -> wasmtime::Result<super::super::call::HookReturn> {
     use super::super::call::{HookCall as C, HookReturn as R};
     let h = &live.hooks;
     let store = &mut live.store;
-    let ci = t::CallInfo::from(info);
     Ok(match call {
         C::Invite(req) => {
             let req: t::Request = (*req).into();
-            let (d,): (hooks::InviteDecision,) = h.call(store, F::OnInvite, (&ci, &req)).await?;
+            let (d,): (hooks::InviteDecision,) = h.call(store, F::OnInvite, (ci, &req)).await?;
             R::Invite(d.into())
         }
         C::Response(leg, method, resp) => {
             let resp: t::Response = (*resp).into();
             let leg: t::Leg = (*leg).into();
             let (e,): (t::HeaderEdits,) = h
-                .call(store, F::OnResponse, (&ci, leg, *method, &resp))
+                .call(store, F::OnResponse, (ci, leg, *method, &resp))
                 .await?;
             R::Response(e.into())
         }
         C::Refer(leg, tr) => {
             let tr: hooks::TransferRequest = (*tr).into();
             let leg: t::Leg = (*leg).into();
-            let (d,): (hooks::ReferDecision,) = h.call(store, F::OnRefer, (&ci, leg, &tr)).await?;
+            let (d,): (hooks::ReferDecision,) = h.call(store, F::OnRefer, (ci, leg, &tr)).await?;
             R::Refer(d.into())
         }
         C::Recording => {
             let (d,): (hooks::RecordingDecision,) =
-                h.call(store, F::RecordingPolicy, (&ci,)).await?;
+                h.call(store, F::RecordingPolicy, (ci,)).await?;
             R::Recording(d.into())
         }
         C::MediaState(leg, change) => {
             let (leg, change): (t::Leg, t::MediaChange) = ((*leg).into(), (*change).into());
-            let (): () = h.call(store, F::OnMediaState, (&ci, leg, change)).await?;
+            let (): () = h.call(store, F::OnMediaState, (ci, leg, change)).await?;
             R::Unit
         }
         C::Dtmf(leg, dtmf) => {
             let (leg, dtmf): (t::Leg, t::Dtmf) = ((*leg).into(), (*dtmf).into());
-            let (): () = h.call(store, F::OnDtmf, (&ci, leg, dtmf)).await?;
+            let (): () = h.call(store, F::OnDtmf, (ci, leg, dtmf)).await?;
             R::Unit
         }
         C::CallEnd(summary) => {
             let summary: t::CallSummary = (*summary).into();
-            let (): () = h.call(store, F::OnCallEnd, (&ci, &summary)).await?;
+            let (): () = h.call(store, F::OnCallEnd, (ci, &summary)).await?;
             R::Unit
         }
     })
