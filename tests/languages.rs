@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use callgate::plugin::decision::{CallInfo, Forward, Header, InviteDecision, RequestView};
+use callgate::plugin::decision::{
+    CallInfo, Forward, Header, HeaderView, InviteDecision, RequestView,
+};
 use callgate::plugin::stats::Hook;
 use callgate::plugin::{Chain, ControlSupport, LoadError, PluginSpec, Runtime, RuntimeConfig};
 use serde::Deserialize;
@@ -104,15 +106,15 @@ fn cases() -> Vec<Case> {
     table.cases
 }
 
-fn invite() -> RequestView {
+fn invite() -> RequestView<'static> {
     RequestView {
-        method: "INVITE".into(),
-        uri: "sip:bob@127.0.0.1:5080".into(),
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.1:5080",
         headers: vec![
-            Header::new("X-Correlation-Id", "abc-123"),
-            Header::new("X-Internal-Debug", "1"),
+            HeaderView::new("X-Correlation-Id", "abc-123"),
+            HeaderView::new("X-Internal-Debug", "1"),
         ],
-        body_type: Some("application/sdp".into()),
+        body_type: Some("application/sdp"),
     }
 }
 

@@ -121,8 +121,8 @@ async fn assert_header_policy_works(rt: &Runtime, bytes: &[u8]) {
         ..Default::default()
     };
     let request = RequestView {
-        method: "INVITE".into(),
-        uri: "sip:bob@127.0.0.1:5080".into(),
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.1:5080",
         headers: vec![],
         body_type: None,
     };

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use callgate::plugin::decision::{
-    CallInfo, CallOutcome, CallSummary, Header, InviteDecision, Leg, MediaChange, MediaSource,
-    MediaState, RecordLegs, RecordStart, ReferDecision, RequestView, ResponseView, TransferRequest,
+    CallInfo, CallOutcome, CallSummary, Header, HeaderView, InviteDecision, Leg, MediaChange,
+    MediaSource, MediaState, RecordLegs, RecordStart, ReferDecision, RequestView, ResponseView,
+    TransferRequest,
 };
 use callgate::plugin::stats::{FailureKind, Hook};
 use callgate::plugin::{
@@ -62,12 +63,12 @@ fn call(chain: &Chain) -> CallPlugins {
         .expect("instance slots")
 }
 
-fn invite(headers: &[(&str, &str)]) -> RequestView {
+fn invite<'a>(headers: &[(&'a str, &'a str)]) -> RequestView<'a> {
     RequestView {
-        method: "INVITE".into(),
-        uri: "sip:bob@127.0.0.1:5080".into(),
-        headers: headers.iter().map(|(n, v)| Header::new(*n, *v)).collect(),
-        body_type: Some("application/sdp".into()),
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.1:5080",
+        headers: headers.iter().map(|(n, v)| HeaderView::new(n, v)).collect(),
+        body_type: Some("application/sdp"),
     }
 }
 
@@ -79,10 +80,10 @@ fn values<'a>(headers: &'a [Header], name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-fn ok_200() -> ResponseView {
+fn ok_200() -> ResponseView<'static> {
     ResponseView {
         status: 200,
-        reason: "OK".into(),
+        reason: "OK",
         ..Default::default()
     }
 }
@@ -231,7 +232,7 @@ async fn response_refer_recording_and_events_reach_the_plugins() {
     let mut c = call(&chain);
     let ringing = ResponseView {
         status: 180,
-        reason: "Ringing".into(),
+        reason: "Ringing",
         ..Default::default()
     };
     let edits = c.on_response(Leg::B, "INVITE", &ringing).await;
@@ -689,7 +690,7 @@ async fn record_policy_records_matching_calls_once_media_is_connected() {
 
     let mut c = call(&chain);
     let mut req = invite(&[]);
-    req.uri = "sip:+442071234567@127.0.0.1".into();
+    req.uri = "sip:+442071234567@127.0.0.1";
     c.on_invite(&req).await;
     let rec = c
         .recording_policy()

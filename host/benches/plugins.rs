@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use callgate::plugin::decision::{CallInfo, Header, Leg, RequestView, ResponseView};
+use callgate::plugin::decision::{CallInfo, HeaderView, Leg, RequestView, ResponseView};
 use callgate::plugin::{Chain, ControlSupport, LoadedPlugin, PluginSpec, Runtime, RuntimeConfig};
 use criterion::{Criterion, criterion_group};
 use serde_json::json;
@@ -51,14 +51,19 @@ fn info() -> CallInfo {
     }
 }
 
-fn invite() -> RequestView {
+const HEADER_NAMES: [&str; 8] = [
+    "X-In-0", "X-In-1", "X-In-2", "X-In-3", "X-In-4", "X-In-5", "X-In-6", "X-In-7",
+];
+
+fn invite() -> RequestView<'static> {
     RequestView {
-        method: "INVITE".into(),
-        uri: "sip:bob@127.0.0.1".into(),
-        headers: (0..8)
-            .map(|i| Header::new(format!("X-In-{i}"), "some value"))
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.1",
+        headers: HEADER_NAMES
+            .iter()
+            .map(|n| HeaderView::new(n, "some value"))
             .collect(),
-        body_type: Some("application/sdp".into()),
+        body_type: Some("application/sdp"),
     }
 }
 
@@ -90,7 +95,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let resp = ResponseView {
         status: 180,
-        reason: "Ringing".into(),
+        reason: "Ringing",
         ..Default::default()
     };
     rt.block_on(live.on_response(Leg::B, "INVITE", &resp));
@@ -166,12 +171,12 @@ fn call_of_hooks(calls: u32) {
     let req = invite();
     let ringing = ResponseView {
         status: 180,
-        reason: "Ringing".into(),
+        reason: "Ringing",
         ..Default::default()
     };
     let ok = ResponseView {
         status: 200,
-        reason: "OK".into(),
+        reason: "OK",
         ..Default::default()
     };
     let summary = CallSummary {

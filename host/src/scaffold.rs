@@ -177,12 +177,12 @@ fn sample_call() -> CallInfo {
     }
 }
 
-fn sample_invite() -> RequestView {
+fn sample_invite() -> RequestView<'static> {
     RequestView {
-        method: "INVITE".into(),
-        uri: "sip:bob@127.0.0.1".into(),
+        method: "INVITE",
+        uri: "sip:bob@127.0.0.1",
         headers: vec![],
-        body_type: Some("application/sdp".into()),
+        body_type: Some("application/sdp"),
     }
 }
 

@@ -31,8 +31,8 @@ use crate::cdr::CallRecord;
 use crate::config::TransferDefault;
 use crate::plugin::CallPlugins;
 use crate::plugin::decision::{
-    CallCommand, CallInfo, CallOutcome, CallSummary, Forward, Header, HeaderEdits, Initiator,
-    InviteDecision, Leg, ReferDecision, RequestView, ResponseView, TransferRequest,
+    CallCommand, CallInfo, CallOutcome, CallSummary, Forward, Header, HeaderEdits, HeaderView,
+    Initiator, InviteDecision, Leg, ReferDecision, RequestView, ResponseView, TransferRequest,
 };
 use crate::plugin::stats::Hook;
 
@@ -1893,35 +1893,41 @@ async fn resolve(uri: &str) -> Option<SocketAddr> {
 }
 
 fn view_headers(msg: &SipMessage) -> Vec<Header> {
-    msg.headers()
-        .filter(|(n, _)| {
-            let c = callgate_sip::message::canonical_name(n);
-            !["via", "route", "record-route"]
-                .iter()
-                .any(|x| x.eq_ignore_ascii_case(c))
-        })
-        .map(|(n, v)| Header::new(callgate_sip::message::canonical_name(n), v))
+    header_views(msg)
+        .into_iter()
+        .map(|h| Header::new(h.name, h.value))
         .collect()
 }
 
-fn request_view(msg: &SipMessage) -> RequestView {
+/// The headers a plugin sees, borrowed: all but the routing ones, which are the gateway's.
+fn header_views(msg: &SipMessage) -> Vec<HeaderView<'_>> {
+    msg.headers()
+        .map(|(n, v)| HeaderView::new(callgate_sip::message::canonical_name(n), v))
+        .filter(|h| !is_routing_header(h.name))
+        .collect()
+}
+
+fn is_routing_header(canonical: &str) -> bool {
+    ["via", "route", "record-route"]
+        .iter()
+        .any(|x| x.eq_ignore_ascii_case(canonical))
+}
+
+fn request_view(msg: &SipMessage) -> RequestView<'_> {
     RequestView {
-        method: msg
-            .method()
-            .map(|m| m.as_str().to_string())
-            .unwrap_or_default(),
-        uri: msg.request_uri().unwrap_or_default().to_string(),
-        headers: view_headers(msg),
-        body_type: msg.content_type().map(str::to_string),
+        method: msg.method().map(|m| m.as_str()).unwrap_or_default(),
+        uri: msg.request_uri().unwrap_or_default(),
+        headers: header_views(msg),
+        body_type: msg.content_type(),
     }
 }
 
-fn response_view(msg: &SipMessage) -> ResponseView {
+fn response_view(msg: &SipMessage) -> ResponseView<'_> {
     ResponseView {
         status: msg.status().unwrap_or(0),
-        reason: msg.reason().unwrap_or_default().to_string(),
-        headers: view_headers(msg),
-        body_type: msg.content_type().map(str::to_string),
+        reason: msg.reason().unwrap_or_default(),
+        headers: header_views(msg),
+        body_type: msg.content_type(),
     }
 }
 

@@ -123,8 +123,8 @@ pub struct InviteOutcome {
 
 /// A hook invocation, in host types; each contract version's module converts it.
 pub(crate) enum HookCall<'a> {
-    Invite(&'a RequestView),
-    Response(Leg, &'a str, &'a ResponseView),
+    Invite(&'a RequestView<'a>),
+    Response(Leg, &'a str, &'a ResponseView<'a>),
     Refer(Leg, &'a TransferRequest),
     Recording,
     MediaState(Leg, MediaChange),
@@ -245,7 +245,7 @@ impl CallPlugins {
 
     /// Runs the chain's `on-invite`: the first reject or redirect wins, forwards merge in order. A
     /// plugin failing under the `reject` policy ends the chain with its status.
-    pub async fn on_invite(&mut self, request: &RequestView) -> InviteOutcome {
+    pub async fn on_invite(&mut self, request: &RequestView<'_>) -> InviteOutcome {
         let mut merged = Forward::default();
         for i in 0..self.slots.len() {
             let decision = match self.run(i, &HookCall::Invite(request)).await {
@@ -293,7 +293,7 @@ impl CallPlugins {
         &mut self,
         leg: Leg,
         method: &str,
-        response: &ResponseView,
+        response: &ResponseView<'_>,
     ) -> HeaderEdits {
         let mut edits = HeaderEdits::default();
         for i in 0..self.slots.len() {

@@ -23,6 +23,23 @@ impl Header {
     }
 }
 
+/// A header of a message the gateway received, as a plugin sees it: borrowed from the message, so
+/// that a hook's arguments are copied once, into the plugin's memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeaderView<'a> {
+    /// The header name (compact forms expanded).
+    pub name: &'a str,
+    /// The header value, without the line ending.
+    pub value: &'a str,
+}
+
+impl<'a> HeaderView<'a> {
+    /// A header view.
+    pub fn new(name: &'a str, value: &'a str) -> Self {
+        Self { name, value }
+    }
+}
+
 /// One side of a call: A is the incoming leg, B the one the gateway placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Leg {
@@ -51,30 +68,30 @@ pub struct CallInfo {
     pub source: String,
 }
 
-/// A request as a plugin sees it (no Via/Route/Record-Route, no body).
+/// A request as a plugin sees it (no Via/Route/Record-Route, no body), borrowed from the message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestView {
+pub struct RequestView<'a> {
     /// The method.
-    pub method: String,
+    pub method: &'a str,
     /// The Request-URI.
-    pub uri: String,
+    pub uri: &'a str,
     /// Headers in wire order, compact forms expanded.
-    pub headers: Vec<Header>,
+    pub headers: Vec<HeaderView<'a>>,
     /// The body's Content-Type, if there is a body.
-    pub body_type: Option<String>,
+    pub body_type: Option<&'a str>,
 }
 
-/// A response as a plugin sees it.
+/// A response as a plugin sees it, borrowed from the message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResponseView {
+pub struct ResponseView<'a> {
     /// Status code.
     pub status: u16,
     /// Reason phrase.
-    pub reason: String,
+    pub reason: &'a str,
     /// Headers in wire order, compact forms expanded.
-    pub headers: Vec<Header>,
+    pub headers: Vec<HeaderView<'a>>,
     /// The body's Content-Type, if there is a body.
-    pub body_type: Option<String>,
+    pub body_type: Option<&'a str>,
 }
 
 /// Edits to a message the host builds: remove, then add.

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasmtime::Store;
 use wasmtime::component::{
-    ComponentExportIndex, ComponentNamedList, HasSelf, Instance, InstancePre, Lift, Lower,
-    TypedFunc,
+    ComponentExportIndex, ComponentNamedList, ComponentType, HasSelf, Instance, InstancePre, Lift,
+    Lower, TypedFunc,
 };
 
 use super::super::ctx::{PluginCtx, STATE_MAX_KEY, STATE_MAX_KEYS, STATE_MAX_VALUE};
@@ -310,24 +310,64 @@ impl From<&d::CallInfo> for t::CallInfo {
     }
 }
 
-impl From<&d::RequestView> for t::Request {
-    fn from(r: &d::RequestView) -> Self {
-        t::Request {
-            method: r.method.clone(),
-            uri: r.uri.clone(),
-            headers: headers_in(&r.headers),
-            body_type: r.body_type.clone(),
+// The contract's `header`, `request` and `response` records lowered straight from the borrowed
+// views: the generated types own their strings, and converting into them copied every header once
+// more on every hook before wasmtime copied it into the plugin's memory.
+
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct HeaderArg<'a> {
+    name: &'a str,
+    value: &'a str,
+}
+
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct RequestArg<'a> {
+    method: &'a str,
+    uri: &'a str,
+    headers: Vec<HeaderArg<'a>>,
+    #[component(name = "body-type")]
+    body_type: Option<&'a str>,
+}
+
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct ResponseArg<'a> {
+    status: u16,
+    reason: &'a str,
+    headers: Vec<HeaderArg<'a>>,
+    #[component(name = "body-type")]
+    body_type: Option<&'a str>,
+}
+
+fn header_args<'a>(h: &[d::HeaderView<'a>]) -> Vec<HeaderArg<'a>> {
+    h.iter()
+        .map(|h| HeaderArg {
+            name: h.name,
+            value: h.value,
+        })
+        .collect()
+}
+
+impl<'a> From<&d::RequestView<'a>> for RequestArg<'a> {
+    fn from(r: &d::RequestView<'a>) -> Self {
+        RequestArg {
+            method: r.method,
+            uri: r.uri,
+            headers: header_args(&r.headers),
+            body_type: r.body_type,
         }
     }
 }
 
-impl From<&d::ResponseView> for t::Response {
-    fn from(r: &d::ResponseView) -> Self {
-        t::Response {
+impl<'a> From<&d::ResponseView<'a>> for ResponseArg<'a> {
+    fn from(r: &d::ResponseView<'a>) -> Self {
+        ResponseArg {
             status: r.status,
-            reason: r.reason.clone(),
-            headers: headers_in(&r.headers),
-            body_type: r.body_type.clone(),
+            reason: r.reason,
+            headers: header_args(&r.headers),
+            body_type: r.body_type,
         }
     }
 }
@@ -672,12 +712,12 @@ pub(crate) async fn call_hook(
     let store = &mut live.store;
     Ok(match call {
         C::Invite(req) => {
-            let req: t::Request = (*req).into();
+            let req: RequestArg<'_> = (*req).into();
             let (d,): (hooks::InviteDecision,) = h.call(store, F::OnInvite, (ci, &req)).await?;
             R::Invite(d.into())
         }
         C::Response(leg, method, resp) => {
-            let resp: t::Response = (*resp).into();
+            let resp: ResponseArg<'_> = (*resp).into();
             let leg: t::Leg = (*leg).into();
             let (e,): (t::HeaderEdits,) = h
                 .call(store, F::OnResponse, (ci, leg, *method, &resp))
