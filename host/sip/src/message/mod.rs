@@ -214,6 +214,9 @@ pub(crate) struct Via {
 #[derive(Debug, Clone)]
 pub struct SipMessage {
     buf: Bytes,
+    /// `buf[..utf8_end]` is known to be UTF-8: the header section, or nothing if it was not UTF-8
+    /// (a refused message can still be answered). Lets [`SipMessage::str_at`] skip the validation.
+    utf8_end: usize,
     start: StartLine,
     headers: Vec<HeaderSpan>,
     body: Range<usize>,
@@ -287,12 +290,22 @@ impl SipMessage {
     }
 
     fn str_at(&self, r: &Range<usize>) -> &str {
-        // Spans start and end on ASCII delimiters of a header section validated as UTF-8, so this
-        // never fails; the fallback keeps the no-panic promise regardless.
-        self.buf
-            .get(r.clone())
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or("")
+        let Some(b) = self.buf.get(r.clone()) else {
+            return "";
+        };
+        // Spans start and end on ASCII delimiters of the header section, so they lie in the
+        // validated prefix; checking that (and the char boundaries) costs far less than validating
+        // every accessor's result again. The fallback keeps the no-panic promise regardless.
+        if r.end <= self.utf8_end
+            && is_char_boundary(&self.buf, r.start)
+            && is_char_boundary(&self.buf, r.end)
+        {
+            // SAFETY: `buf[..utf8_end]` is valid UTF-8 (parse checked it, and `buf` is immutable), and
+            // a sub-slice of valid UTF-8 that starts and ends on char boundaries is valid UTF-8.
+            unsafe { std::str::from_utf8_unchecked(b) }
+        } else {
+            std::str::from_utf8(b).unwrap_or("")
+        }
     }
 
     /// The whole message as received (possibly after unfolding), including any bytes after the body.
@@ -511,6 +524,11 @@ impl SipMessage {
     pub fn to_rsip(&self) -> Result<rsipstack::sip::SipMessage, rsipstack::sip::Error> {
         rsipstack::sip::SipMessage::try_from(self.wire_bytes())
     }
+}
+
+/// As `str::is_char_boundary` on bytes: `i` is the slice end or not a UTF-8 continuation byte.
+fn is_char_boundary(b: &[u8], i: usize) -> bool {
+    b.get(i).is_none_or(|&c| (c as i8) >= -0x40)
 }
 
 /// Splits a header value at commas outside quotes and angle brackets, trimming each element.

@@ -32,9 +32,101 @@ fn memchr_lf(s: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', s)
 }
 
-/// True if the header section contains a folded (continuation) line.
-fn has_folding(head: &[u8]) -> bool {
-    memchr::memchr_iter(b'\n', head).any(|i| matches!(head.get(i + 1), Some(b' ' | b'\t')))
+/// How many line ends [`scan_head`] remembers; the lines of a longer header section are found again
+/// with memchr.
+const LF_CAP: usize = 64;
+
+/// What one pass over the header section finds (see [`scan_head`]).
+struct HeadScan {
+    /// As [`find_header_end`]; `None` if there is no blank line.
+    end: Option<(usize, usize)>,
+    /// Some line end (before the blank line) is followed by SP or HTAB.
+    folded: bool,
+    /// False only when no header line can hold a control character, i.e. the scanned bytes hold no
+    /// CTL but HTAB, LF and CR directly before LF (then [`has_ctl`] is false on every trimmed line).
+    maybe_ctl: bool,
+    /// The scanned bytes are all ASCII (they may run a little past the header section, so `false`
+    /// proves nothing).
+    ascii: bool,
+    /// Positions of the header section's first `LF_CAP` LFs, in order.
+    lfs: [usize; LF_CAP],
+    /// How many LFs the header section has (may exceed `LF_CAP`).
+    n_lfs: usize,
+}
+
+const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// One pass over the header section in 8-byte words, doing the work of [`find_header_end`],
+/// the folding check, the ASCII check and the per-line LF and CTL searches: those were a memchr call per
+/// line each, whose set-up dominates on ~30-byte lines.
+fn scan_head(buf: &[u8]) -> HeadScan {
+    let mut s = HeadScan {
+        end: None,
+        folded: false,
+        maybe_ctl: false,
+        ascii: true,
+        lfs: [0; LF_CAP],
+        n_lfs: 0,
+    };
+    let mut high = 0u64;
+    let mut i = 0;
+    while i < buf.len() {
+        // Bit 7 of each byte of `m` marks a byte < 0x20 or == 0x7f (exact: no carry crosses bytes).
+        let (m, width) = match buf.get(i..i + 8) {
+            Some(w) => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(w);
+                let x = u64::from_le_bytes(a);
+                high |= x;
+                let lt20 = !(((x & LO7) + 0x6060_6060_6060_6060) | x) & HI;
+                let y = x ^ LO7;
+                let del = !(((y & LO7) + LO7) | y | LO7);
+                (lt20 | del, 8)
+            }
+            None => {
+                let mut m = 0u64;
+                for (k, &b) in buf[i..].iter().enumerate() {
+                    high |= u64::from(b);
+                    if b < 0x20 || b == 0x7f {
+                        m |= 0x80 << (8 * k);
+                    }
+                }
+                (m, buf.len() - i)
+            }
+        };
+        let mut m = m;
+        while m != 0 {
+            let j = i + (m.trailing_zeros() / 8) as usize;
+            m &= m - 1;
+            match buf[j] {
+                b'\n' => {
+                    if s.n_lfs < LF_CAP {
+                        s.lfs[s.n_lfs] = j;
+                    }
+                    s.n_lfs += 1;
+                    match buf.get(j + 1) {
+                        Some(b'\n') => s.end = Some((j + 1, j + 2)),
+                        Some(b'\r') if buf.get(j + 2) == Some(&b'\n') => {
+                            s.end = Some((j + 1, j + 3))
+                        }
+                        Some(b' ' | b'\t') => s.folded = true,
+                        _ => {}
+                    }
+                    if s.end.is_some() {
+                        s.ascii = high & HI == 0;
+                        return s;
+                    }
+                }
+                b'\r' if buf.get(j + 1) == Some(&b'\n') => {}
+                b'\t' => {}
+                _ => s.maybe_ctl = true,
+            }
+        }
+        i += width;
+    }
+    s.ascii = high & HI == 0;
+    s
 }
 
 /// Rewrites folded lines into single lines (RFC 3261 7.3.1: a fold is equivalent to one SP). Rare in
@@ -85,32 +177,41 @@ pub(crate) fn known_header(name: &[u8]) -> Option<Known> {
             _ => None,
         };
     }
-    let eq = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
-    if eq("Via") {
-        Some(Known::Via)
-    } else if eq("From") {
-        Some(Known::From)
-    } else if eq("To") {
-        Some(Known::To)
-    } else if eq("Call-ID") {
-        Some(Known::CallId)
-    } else if eq("CSeq") {
-        Some(Known::CSeq)
-    } else if eq("Max-Forwards") {
-        Some(Known::MaxForwards)
-    } else if eq("Content-Length") {
-        Some(Known::ContentLength)
-    } else if eq("Content-Type") {
-        Some(Known::ContentType)
-    } else if eq("Contact") {
-        Some(Known::Contact)
-    } else if eq("Route") {
-        Some(Known::Route)
-    } else if eq("Record-Route") {
-        Some(Known::RecordRoute)
-    } else {
-        None
+    // Dispatch on the length first: a name is then compared against one to three candidates.
+    match name.len() {
+        2 if fold_eq(name, b"to") => Some(Known::To),
+        3 if fold_eq(name, b"via") => Some(Known::Via),
+        4 if fold_eq(name, b"from") => Some(Known::From),
+        4 if fold_eq(name, b"cseq") => Some(Known::CSeq),
+        5 if fold_eq(name, b"route") => Some(Known::Route),
+        7 if fold_eq(name, b"call-id") => Some(Known::CallId),
+        7 if fold_eq(name, b"contact") => Some(Known::Contact),
+        12 if fold_eq(name, b"max-forwards") => Some(Known::MaxForwards),
+        12 if fold_eq(name, b"content-type") => Some(Known::ContentType),
+        12 if fold_eq(name, b"record-route") => Some(Known::RecordRoute),
+        14 if fold_eq(name, b"content-length") => Some(Known::ContentLength),
+        _ => None,
     }
+}
+
+/// `name.eq_ignore_ascii_case(lower)` for a lowercase ASCII `lower`, without early exit so that the
+/// constant-length comparison compiles to a few word operations.
+#[inline(always)]
+fn fold_eq<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+    let Ok(name) = <&[u8; N]>::try_from(name) else {
+        return false;
+    };
+    let mut diff = 0;
+    for i in 0..N {
+        // Setting bit 5 lowercases a letter; elsewhere the byte must match exactly.
+        let fold = if lower[i].is_ascii_lowercase() {
+            0x20
+        } else {
+            0
+        };
+        diff |= (name[i] | fold) ^ lower[i];
+    }
+    diff == 0
 }
 
 /// Expands a compact header name to its full form (RFC 3261 7.3.3 and the registry), so that name
@@ -143,14 +244,19 @@ pub fn canonical_name(name: &str) -> &str {
     }
 }
 
-fn trim(buf: &[u8], mut r: Range<usize>) -> Range<usize> {
-    while r.start < r.end && matches!(buf[r.start], b' ' | b'\t') {
-        r.start += 1;
+#[inline]
+fn trim(buf: &[u8], r: Range<usize>) -> Range<usize> {
+    let Some(s) = buf.get(r.clone()) else {
+        return r;
+    };
+    let (mut a, mut b) = (0, s.len());
+    while a < b && matches!(s[a], b' ' | b'\t') {
+        a += 1;
     }
-    while r.end > r.start && matches!(buf[r.end - 1], b' ' | b'\t' | b'\r') {
-        r.end -= 1;
+    while b > a && matches!(s[b - 1], b' ' | b'\t' | b'\r') {
+        b -= 1;
     }
-    r
+    r.start + a..r.start + b
 }
 
 /// Parses a non-empty run of ASCII digits, refusing overflow.
@@ -169,26 +275,34 @@ pub(crate) fn parse_u32(s: &[u8]) -> Option<u32> {
 }
 
 /// Finds `needle` in `buf[r]` outside double quotes (and outside `<...>` if `skip_angle`).
+// Inlined so that each call site gets its constant needle folded into the byte loop.
+#[inline(always)]
 fn find_unquoted(buf: &[u8], r: Range<usize>, needle: u8, skip_angle: bool) -> Option<usize> {
-    let mut in_quote = false;
+    let s = buf.get(r.clone())?;
     let mut in_angle = false;
-    let mut i = r.start;
-    while i < r.end {
-        let b = buf[i];
-        if in_quote {
-            if b == b'\\' {
-                i += 1;
-            } else if b == b'"' {
-                in_quote = false;
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b == b'"' {
+            // Skip the quoted string; a backslash escapes the next byte.
+            i += 1;
+            while i < s.len() {
+                match s[i] {
+                    b'\\' => i += 2,
+                    b'"' => break,
+                    _ => i += 1,
+                }
             }
-        } else if b == b'"' {
-            in_quote = true;
-        } else if skip_angle && b == b'<' {
-            in_angle = true;
-        } else if skip_angle && b == b'>' {
-            in_angle = false;
-        } else if b == needle && !in_angle {
-            return Some(i);
+        } else if skip_angle {
+            if b == b'<' {
+                in_angle = true;
+            } else if b == b'>' {
+                in_angle = false;
+            } else if b == needle && !in_angle {
+                return Some(r.start + i);
+            }
+        } else if b == needle {
+            return Some(r.start + i);
         }
         i += 1;
     }
@@ -310,11 +424,7 @@ pub(crate) fn parse_via(buf: &[u8], r: Range<usize>) -> Option<Via> {
             None => (sent_by.clone(), None),
         }
     };
-    if host.is_empty()
-        || !buf[host.clone()]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"-.[]:_".contains(&b))
-    {
+    if host.is_empty() || !buf[host.clone()].iter().all(|&b| has_class(b, C_VIA_HOST)) {
         return None;
     }
     let mut via = Via {
@@ -363,6 +473,57 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Most header lines we accept (beyond it: 513).
 pub const MAX_HEADER_LINES: usize = 256;
 
+/// Request-URI characters: 0x21..0x7e but `<` and `>`.
+const C_URI: u8 = 1;
+/// URI scheme characters after the first: alphanumerics and `+-.`.
+const C_SCHEME: u8 = 2;
+/// Request-URI host characters: alphanumerics and `-._`.
+const C_HOST: u8 = 4;
+/// IPv6 reference characters: hex digits and `:.`.
+const C_V6: u8 = 8;
+/// Via sent-by host characters: alphanumerics and `-.[]:_`.
+const C_VIA_HOST: u8 = 16;
+/// Bytes [`name_addr_ok`] looks at: `\\`, `"`, `<`, `>`.
+const C_NA_SPECIAL: u8 = 32;
+
+/// Character classes as one table: the per-byte checks run over every URI and Via host, and a
+/// lookup beats a chain of range and `contains` tests.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if b >= 0x21 && b < 0x7f && b != b'<' && b != b'>' {
+            c |= C_URI;
+        }
+        let alnum = b.is_ascii_alphanumeric();
+        if alnum || b == b'+' || b == b'-' || b == b'.' {
+            c |= C_SCHEME;
+        }
+        if alnum || b == b'-' || b == b'.' || b == b'_' {
+            c |= C_HOST;
+        }
+        if b.is_ascii_hexdigit() || b == b':' || b == b'.' {
+            c |= C_V6;
+        }
+        if alnum || matches!(b, b'-' | b'.' | b'[' | b']' | b':' | b'_') {
+            c |= C_VIA_HOST;
+        }
+        if matches!(b, b'\\' | b'"' | b'<' | b'>') {
+            c |= C_NA_SPECIAL;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+#[inline(always)]
+fn has_class(b: u8, class: u8) -> bool {
+    CLASS[b as usize] & class != 0
+}
+
 fn is_hex(b: u8) -> bool {
     b.is_ascii_hexdigit()
 }
@@ -388,24 +549,19 @@ fn escapes_ok(s: &[u8]) -> bool {
 /// Validates a Request-URI (RFC 3261 19.1, RFC 3986 absolute URI).
 pub(crate) fn check_request_uri(u: &[u8]) -> Result<(), ParseErrorKind> {
     let bad = ParseErrorKind::BadRequestUri;
-    if u.is_empty()
-        || u.iter()
-            .any(|&b| !(0x21..0x7f).contains(&b) || b == b'<' || b == b'>')
-    {
+    if u.is_empty() || !u.iter().all(|&b| has_class(b, C_URI)) {
         return Err(bad);
     }
     let colon = u.iter().position(|&b| b == b':').ok_or(bad.clone())?;
     let scheme = &u[..colon];
     if scheme.is_empty()
         || !scheme[0].is_ascii_alphabetic()
-        || !scheme
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        || !scheme.iter().all(|&b| has_class(b, C_SCHEME))
     {
         return Err(bad);
     }
     let rest = &u[colon + 1..];
-    if rest.is_empty() || !escapes_ok(rest) {
+    if rest.is_empty() || (rest.contains(&b'%') && !escapes_ok(rest)) {
         return Err(bad);
     }
     if scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips") {
@@ -426,15 +582,9 @@ pub(crate) fn check_request_uri(u: &[u8]) -> Result<(), ParseErrorKind> {
             }
         };
         let host_ok = if host.first() == Some(&b'[') {
-            host.len() > 2
-                && host[1..host.len() - 1]
-                    .iter()
-                    .all(|&b| b.is_ascii_hexdigit() || b":.".contains(&b))
+            host.len() > 2 && host[1..host.len() - 1].iter().all(|&b| has_class(b, C_V6))
         } else {
-            !host.is_empty()
-                && host
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            !host.is_empty() && host.iter().all(|&b| has_class(b, C_HOST))
         };
         if !host_ok {
             return Err(bad);
@@ -595,25 +745,37 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
 
     // A datagram without the blank line (RFC 3261 18.3: truncated) is still answered when its
     // headers are usable: the whole datagram is taken as the header section.
-    let bounds = |buf: &[u8]| find_header_end(buf).unwrap_or((buf.len(), buf.len()));
-    let truncated = find_header_end(&buf).is_none();
+    let mut scan = scan_head(&buf);
+    let truncated = scan.end.is_none();
     if truncated {
         defer(ParseErrorKind::Truncated);
     }
-    let (mut head_end, mut body_start) = bounds(&buf);
-    if has_folding(&buf[..head_end]) {
+    let bounds = |buf: &[u8], scan: &HeadScan| scan.end.unwrap_or((buf.len(), buf.len()));
+    let (mut head_end, mut body_start) = bounds(&buf, &scan);
+    if scan.folded {
         buf = unfold(&buf, head_end);
-        (head_end, body_start) = bounds(&buf);
+        scan = scan_head(&buf);
+        (head_end, body_start) = bounds(&buf, &scan);
     }
     if head_end > MAX_HEADER_BYTES {
         defer(ParseErrorKind::TooLarge);
     }
     // The ASCII check is the fast common case; UTF-8 proper only when something is not ASCII.
-    if !buf[..head_end].is_ascii() && std::str::from_utf8(&buf[..head_end]).is_err() {
+    let utf8 =
+        scan.ascii || buf[..head_end].is_ascii() || std::str::from_utf8(&buf[..head_end]).is_ok();
+    if !utf8 {
         defer(ParseErrorKind::NotUtf8);
     }
+    // Line ends come from the scan; past its first LF_CAP, from memchr.
+    let stored = scan.n_lfs.min(LF_CAP);
+    let line_end = |k: usize, pos: usize| -> usize {
+        match scan.lfs.get(k) {
+            Some(&lf) if k < stored => lf,
+            _ => pos + memchr_lf(&buf[pos..head_end]).unwrap_or(head_end - pos),
+        }
+    };
 
-    let first_lf = memchr_lf(&buf[..head_end]).unwrap_or(head_end);
+    let first_lf = line_end(0, 0);
     let mut start_line = 0..first_lf;
     if start_line.end > 0 && buf[start_line.end - 1] == b'\r' {
         start_line.end -= 1;
@@ -674,8 +836,10 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
 
     let mut pos = (first_lf + 1).min(head_end);
     let mut lines = 0usize;
+    let mut k = 1;
     while pos < head_end {
-        let eol = pos + memchr_lf(&buf[pos..head_end]).unwrap_or(head_end - pos);
+        let eol = line_end(k, pos);
+        k += 1;
         let line = trim(&buf, pos..eol);
         pos = eol + 1;
         if line.is_empty() {
@@ -685,28 +849,40 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
         if lines > MAX_HEADER_LINES {
             defer(ParseErrorKind::TooLarge);
         }
-        if has_ctl(&buf[line.clone()]) {
+        if scan.maybe_ctl && has_ctl(&buf[line.clone()]) {
             defer(ParseErrorKind::ControlCharacter);
         }
-        let Some(colon) = memchr::memchr(b':', &buf[line.clone()]) else {
-            defer(ParseErrorKind::HeaderWithoutColon);
-            continue;
-        };
-        let name = trim(&buf, line.start..line.start + colon);
-        let value = trim(&buf, line.start + colon + 1..line.end);
-        if name.is_empty() || !buf[name.clone()].iter().all(|&b| is_token_char(b)) {
-            defer(ParseErrorKind::BadHeaderName);
-            // Keep the raw value of a misspelt From/To/Call-ID/CSeq so the 400 can copy it.
-            match misspelt_known(&buf[name.clone()]) {
-                Some(Known::From) if from.is_none() => from = Some(raw_na(value.clone())),
-                Some(Known::To) if to.is_none() => to = Some(raw_na(value.clone())),
-                Some(Known::CallId) if call_id.is_none() && !value.is_empty() => {
-                    call_id = Some(value.clone())
+        let l = &buf[line.clone()];
+        let tok = l.iter().position(|&b| !is_token_char(b)).unwrap_or(l.len());
+        let (name, value) = if tok > 0 && l.get(tok) == Some(&b':') {
+            // The common `Name: value`: a token runs up to the first colon, so the checks below
+            // cannot fail and the name needs no trimming.
+            (
+                line.start..line.start + tok,
+                trim(&buf, line.start + tok + 1..line.end),
+            )
+        } else {
+            let Some(colon) = memchr::memchr(b':', l) else {
+                defer(ParseErrorKind::HeaderWithoutColon);
+                continue;
+            };
+            let name = trim(&buf, line.start..line.start + colon);
+            let value = trim(&buf, line.start + colon + 1..line.end);
+            if name.is_empty() || !buf[name.clone()].iter().all(|&b| is_token_char(b)) {
+                defer(ParseErrorKind::BadHeaderName);
+                // Keep the raw value of a misspelt From/To/Call-ID/CSeq so the 400 can copy it.
+                match misspelt_known(&buf[name.clone()]) {
+                    Some(Known::From) if from.is_none() => from = Some(raw_na(value.clone())),
+                    Some(Known::To) if to.is_none() => to = Some(raw_na(value.clone())),
+                    Some(Known::CallId) if call_id.is_none() && !value.is_empty() => {
+                        call_id = Some(value.clone())
+                    }
+                    _ => {}
                 }
-                _ => {}
+                continue;
             }
-            continue;
-        }
+            (name, value)
+        };
         let known = known_header(&buf[name.clone()]);
         match known {
             Some(Known::Via) => {
@@ -915,6 +1091,7 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
     }
 
     let msg = SipMessage {
+        utf8_end: if utf8 { head_end } else { 0 },
         buf,
         start,
         headers,
@@ -951,6 +1128,10 @@ fn name_addr_ok(buf: &[u8], na: &NameAddr) -> bool {
     let mut i = 0;
     let (mut lt, mut gt) = (0, 0);
     while i < v.len() {
+        if !has_class(v[i], C_NA_SPECIAL) {
+            i += 1;
+            continue;
+        }
         match v[i] {
             b'\\' if q => i += 1,
             b'"' => q = !q,
