@@ -13,6 +13,9 @@
 #      MAX_FAIL_PCT=0.1  MAX_RETR_PCT=1  MIN_ACHIEVED_PCT=90  REPORT_AT=4000  SETTLE=2
 #      NO_BUILD=1 (skip cargo build)  RUST_LOG=warn  GW_PORT KAM_PORT UAS_PORT UAC_PORT METRICS_PORT
 #      BENCH_MAX_S (watchdog for the whole script, default 1800)
+#      CALLGATE_WORKERS (the gateway's worker threads, default 0: one per core)
+#      CALLGATE_PLUGIN (plugin under target/plugins/, default probe; none: no plugin)
+#      CALLGATE_BIN (the gateway binary, default target/release/callgate)
 
 . "$(dirname "$0")/lib.sh"
 

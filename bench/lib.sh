@@ -21,7 +21,7 @@ UAS_PORT=${UAS_PORT:-15080}          # sipp UAS
 UAC_PORT=${UAC_PORT:-15090}          # sipp UAC
 METRICS_PORT=${METRICS_PORT:-19190}  # callgate Prometheus endpoint
 SOCK_BUF=${SOCK_BUF:-4194304}        # sipp -buff_size (same as kamailio's maxbuffer; kernel rmem_max caps it)
-CALLGATE_BIN="$ROOT/target/release/callgate"
+CALLGATE_BIN="${CALLGATE_BIN:-$ROOT/target/release/callgate}"
 PROBE_WASM="$ROOT/target/plugins/probe.wasm"
 CLK_TCK=$(getconf CLK_TCK)
 NCPU=$(nproc)
@@ -179,6 +179,8 @@ EOF
         printf '\n[[plugins]]\nname = "%s"\npath = "%s"\n' "${CALLGATE_PLUGIN:-probe}" \
             "$ROOT/target/plugins/${CALLGATE_PLUGIN:-probe}.wasm" >>"$WORK/callgate.toml"
     fi
+    # CALLGATE_WORKERS: the gateway's worker threads ([threads] workers; unset: one per core).
+    [ -n "${CALLGATE_WORKERS:-}" ] && printf '\n[threads]\nworkers = %s\n' "$CALLGATE_WORKERS" >>"$WORK/callgate.toml"
     [ -n "${CALLGATE_EXTRA_TOML:-}" ] && printf '\n%s\n' "$CALLGATE_EXTRA_TOML" >>"$WORK/callgate.toml"
     spawn "$WORK/callgate.log" env RUST_LOG="${RUST_LOG:-warn}" "$CALLGATE_BIN" --config "$WORK/callgate.toml"
     TARGET_PID=$SPAWNED_PID

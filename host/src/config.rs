@@ -38,6 +38,16 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Reloading plugins while the gateway runs.
     pub reload: ReloadConfig,
+    /// The threads that run SIP, calls and plugin hooks.
+    pub threads: ThreadsConfig,
+}
+
+/// The worker threads.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ThreadsConfig {
+    /// Worker threads; 0: one per CPU core.
+    pub workers: usize,
 }
 
 /// Listening sockets.
@@ -266,6 +276,20 @@ mod tests {
         let c = Config::defaults();
         assert_eq!(c.listen.udp.port(), 5060);
         assert!(c.plugins.is_empty());
+        assert_eq!(c.threads.workers, 0);
+    }
+
+    #[test]
+    fn worker_threads_are_configurable() {
+        assert_eq!(
+            Config::from_toml("[threads]\nworkers = 1\n")
+                .unwrap()
+                .threads
+                .workers,
+            1
+        );
+        let e = Config::from_toml("[threads]\nworkers = -1\n").unwrap_err();
+        assert!(e.to_string().contains("workers"), "{e}");
     }
 
     #[test]

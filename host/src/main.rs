@@ -107,15 +107,19 @@ struct PushArgs {
     insecure: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     match cli.command {
         None => {
             tracing_subscriber::fmt().with_env_filter(filter).init();
-            serve(cli.serve).await
+            // The config says how many worker threads to start, so it is read before the runtime.
+            let config = match &cli.serve.config {
+                Some(p) => callgate::config::Config::load(p)?,
+                None => callgate::config::Config::defaults(),
+            };
+            runtime(config.threads.workers)?.block_on(serve(cli.serve, config))
         }
         Some(command) => {
             // Subcommands print their results on stdout (possibly JSON): keep logs off it.
@@ -123,21 +127,28 @@ async fn main() -> anyhow::Result<()> {
                 .with_env_filter(filter)
                 .with_writer(std::io::stderr)
                 .init();
-            match command {
-                Command::Plugin(PluginCommand::Inspect(args)) => inspect(&args),
-                Command::Plugin(PluginCommand::Push(args)) => push(&args).await,
-                Command::Plugin(PluginCommand::New(args)) => new_plugin(&args),
-                Command::Plugin(PluginCommand::Build(args)) => build(&args).await,
-            }
+            runtime(0)?.block_on(async {
+                match command {
+                    Command::Plugin(PluginCommand::Inspect(args)) => inspect(&args),
+                    Command::Plugin(PluginCommand::Push(args)) => push(&args).await,
+                    Command::Plugin(PluginCommand::New(args)) => new_plugin(&args),
+                    Command::Plugin(PluginCommand::Build(args)) => build(&args).await,
+                }
+            })
         }
     }
 }
 
-async fn serve(cli: ServeArgs) -> anyhow::Result<()> {
-    let mut config = match &cli.config {
-        Some(p) => callgate::config::Config::load(p)?,
-        None => callgate::config::Config::defaults(),
-    };
+/// The tokio runtime with `workers` worker threads (0: tokio's default, one per CPU core).
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        b.worker_threads(workers);
+    }
+    b.enable_all().build().context("starting the runtime")
+}
+
+async fn serve(cli: ServeArgs, mut config: callgate::config::Config) -> anyhow::Result<()> {
     if let Some(l) = cli.listen {
         config.listen.udp = l;
     }
