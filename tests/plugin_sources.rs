@@ -3,6 +3,8 @@
 //! URL pinned by SHA-256 (a few-line server in the test). Each loaded plugin is seen at work through
 //! the header it adds to the INVITE at the far end.
 
+#[path = "support/artifact.rs"]
+mod artifact;
 #[path = "support/b2b_ua.rs"]
 mod b2b_ua;
 #[path = "support/http.rs"]
@@ -11,33 +13,23 @@ mod http;
 mod tempdir;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use artifact::sha256_of;
 use b2b_ua::*;
 use callgate::plugin::{LoadError, PluginSpec, Runtime, RuntimeConfig};
 use callgate::reload::{Outcome, Trigger};
 use callgate_sip::message::Method;
+use http::free_tcp_port;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a registry may take to start answering (a loaded CI machine).
 const REGISTRY_START: Duration = Duration::from_secs(30);
-
-fn sha256_of(path: &Path) -> String {
-    callgate::plugin::artifact::digest(&std::fs::read(path).unwrap())
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The status of `GET path` on `addr`, if anything answers.
 async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {

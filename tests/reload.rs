@@ -2,6 +2,8 @@
 //! directory, the admin API over HTTP, SIGHUP to the real binary, and a reload every second under
 //! sipp load. Each version is told apart by a header it adds, seen at the far end.
 
+#[path = "support/artifact.rs"]
+mod artifact;
 #[path = "support/b2b_ua.rs"]
 mod b2b_ua;
 #[path = "support/http.rs"]
@@ -14,9 +16,11 @@ mod tempdir;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use artifact::sha256_of;
 use b2b_ua::*;
 use callgate::plugin::PluginSpec;
 use callgate_sip::message::Method;
+use http::free_tcp_port;
 use serde_json::json;
 
 /// How long a reload may take to show (compile and pre-initialise on a busy CI machine).
@@ -32,10 +36,6 @@ fn install(from: &Path, to: &Path) {
     let tmp = to.with_extension("tmp");
     std::fs::copy(from, &tmp).unwrap();
     std::fs::rename(&tmp, to).unwrap();
-}
-
-fn sha256_of(path: &Path) -> String {
-    callgate::plugin::artifact::digest(&std::fs::read(path).unwrap())
 }
 
 async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
@@ -279,14 +279,6 @@ config = {{ tag = "old" }}
     wait_for_digest(admin, &sha256_of(&wasm("header-policy"))).await;
     child.kill().unwrap();
     child.wait().unwrap();
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,3 +31,12 @@ pub async fn metrics(addr: SocketAddr) -> String {
     assert_eq!(status, 200, "{body}");
     body
 }
+
+/// A loopback TCP port free at the time of the call, for a test server.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
