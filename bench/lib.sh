@@ -186,7 +186,8 @@ EOF
     TARGET_PID=$SPAWNED_PID
     TARGET_ADDR="$HOST:$GW_PORT"
     local i
-    for i in $(seq 1 100); do
+    # START_WAIT_S: how long the gateway may take to come up (under valgrind: much longer).
+    for i in $(seq 1 $((${START_WAIT_S:-10} * 10))); do
         curl -s --max-time 1 "http://$HOST:$METRICS_PORT/metrics" >/dev/null 2>&1 && break
         kill -0 "$TARGET_PID" 2>/dev/null || { cat "$WORK/callgate.log" >&2; die "callgate exited"; }
         sleep 0.1
