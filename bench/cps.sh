@@ -14,6 +14,7 @@
 #      NO_BUILD=1 (skip cargo build)  RUST_LOG=warn  GW_PORT KAM_PORT UAS_PORT UAC_PORT METRICS_PORT
 #      BENCH_MAX_S (watchdog for the whole script, default 1800)
 #      CALLGATE_WORKERS (the gateway's worker threads, default 0: one per core)
+#      CALLGATE_UDP_RECEIVERS (its UDP receive threads, default 0: one per core)
 #      CALLGATE_PLUGIN (plugin under target/plugins/, default probe; none: no plugin)
 #      CALLGATE_BIN (the gateway binary, default target/release/callgate)
 

@@ -180,7 +180,12 @@ EOF
             "$ROOT/target/plugins/${CALLGATE_PLUGIN:-probe}.wasm" >>"$WORK/callgate.toml"
     fi
     # CALLGATE_WORKERS: the gateway's worker threads ([threads] workers; unset: one per core).
-    [ -n "${CALLGATE_WORKERS:-}" ] && printf '\n[threads]\nworkers = %s\n' "$CALLGATE_WORKERS" >>"$WORK/callgate.toml"
+    # CALLGATE_UDP_RECEIVERS: its UDP receive threads ([threads] udp-receivers; unset: one per core).
+    if [ -n "${CALLGATE_WORKERS:-}${CALLGATE_UDP_RECEIVERS:-}" ]; then
+        printf '\n[threads]\n' >>"$WORK/callgate.toml"
+        [ -n "${CALLGATE_WORKERS:-}" ] && printf 'workers = %s\n' "$CALLGATE_WORKERS" >>"$WORK/callgate.toml"
+        [ -n "${CALLGATE_UDP_RECEIVERS:-}" ] && printf 'udp-receivers = %s\n' "$CALLGATE_UDP_RECEIVERS" >>"$WORK/callgate.toml"
+    fi
     [ -n "${CALLGATE_EXTRA_TOML:-}" ] && printf '\n%s\n' "$CALLGATE_EXTRA_TOML" >>"$WORK/callgate.toml"
     spawn "$WORK/callgate.log" env RUST_LOG="${RUST_LOG:-warn}" "$CALLGATE_BIN" --config "$WORK/callgate.toml"
     TARGET_PID=$SPAWNED_PID

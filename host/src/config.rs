@@ -48,6 +48,19 @@ pub struct Config {
 pub struct ThreadsConfig {
     /// Worker threads; 0: one per CPU core.
     pub workers: usize,
+    /// Threads receiving on the UDP port, each with its own socket of one `SO_REUSEPORT` group;
+    /// 0: one per CPU core.
+    pub udp_receivers: usize,
+}
+
+impl ThreadsConfig {
+    /// The number of UDP receive threads, with 0 resolved to the number of CPU cores.
+    pub fn udp_receivers(&self) -> usize {
+        match self.udp_receivers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 /// Listening sockets.
@@ -290,6 +303,9 @@ mod tests {
         );
         let e = Config::from_toml("[threads]\nworkers = -1\n").unwrap_err();
         assert!(e.to_string().contains("workers"), "{e}");
+        let c = Config::from_toml("[threads]\nudp-receivers = 3\n").unwrap();
+        assert_eq!((c.threads.workers, c.threads.udp_receivers()), (0, 3));
+        assert!(Config::defaults().threads.udp_receivers() >= 1);
     }
 
     #[test]

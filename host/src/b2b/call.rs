@@ -1,14 +1,15 @@
-//! One call: an actor task that owns the A leg (where the gateway is the UAS), the B leg (where it is
+//! One call: an actor that owns the A leg (where the gateway is the UAS), the B leg (where it is
 //! the UAC), every transaction of both, and the call's plugin instances.
 //!
-//! The actor is fed by its channel (messages the dispatcher routed here by Call-ID) and by one timer
+//! The actor is fed by its mailbox (messages the dispatcher routed here by Call-ID, usually handled
+//! in place on the receiving task: see [`super::actor`]) and by one timer
 //! re-armed to the earliest deadline of its transactions and call timers. After every input it drains
 //! each transaction's `poll_transmit` and `poll_event` (the order the sans-IO layer documents) and
 //! reacts to the events; plugin hooks run inline, so a call's messages are handled strictly in the
 //! order they arrived (a 180 is never relayed after the 200 that followed it).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,9 +23,9 @@ use callgate_sip::transaction::{
     ClientTransaction, Event, ServerTransaction, TransactionKey, Transmit,
 };
 use callgate_sip::transport::response_destination;
-use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, warn};
 
+use super::actor::{Actor, Mailbox};
 use super::headers::{self, apply_edits, end_to_end, reason_phrase, without_tag};
 use super::{Echo, Echoes, Inbound, LINGER, Shared, show};
 use crate::cdr::CallRecord;
@@ -40,14 +41,14 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     call_ref: u64,
     first: Inbound,
-    tx: mpsc::Sender<Inbound>,
-    mut rx: mpsc::Receiver<Inbound>,
+    me: Weak<Actor>,
+    mut rx: Mailbox,
 ) {
     let span = tracing::info_span!("call", call_ref, call_id = %first.msg.call_id());
     async move {
         let now = Instant::now();
         let a_call_id = first.msg.call_id().to_string();
-        let Some(mut call) = Call::new(shared.clone(), call_ref, first, tx, now) else {
+        let Some(mut call) = Call::new(shared.clone(), call_ref, first, me, now) else {
             shared.unregister(&[&a_call_id]);
             return;
         };
@@ -180,7 +181,8 @@ struct Timers {
 struct Call {
     shared: Arc<Shared>,
     call_ref: u64,
-    tx: mpsc::Sender<Inbound>,
+    /// The call's own actor, for registering the B leg's Call-ID.
+    me: Weak<Actor>,
     started: Instant,
     a: ALeg,
     b: Option<BLeg>,
@@ -205,7 +207,7 @@ impl Call {
         shared: Arc<Shared>,
         call_ref: u64,
         first: Inbound,
-        tx: mpsc::Sender<Inbound>,
+        me: Weak<Actor>,
         now: Instant,
     ) -> Option<Self> {
         let settings = &shared.settings;
@@ -227,7 +229,7 @@ impl Call {
         Some(Self {
             shared,
             call_ref,
-            tx,
+            me,
             started: now,
             a: ALeg {
                 invite: first.msg,
@@ -484,7 +486,9 @@ impl Call {
             }
         };
         debug!(leg = "b", %dest, "INVITE out\n{}", show(&b_invite));
-        self.shared.register(&b_call_id, self.tx.clone());
+        if let Some(me) = self.me.upgrade() {
+            self.shared.register(&b_call_id, me);
+        }
         if let Some(p) = self.plugins.as_mut() {
             p.set_b_call_id(b_call_id.clone());
         }
@@ -1768,11 +1772,10 @@ impl Call {
 
     /// Hands the call's Call-IDs to its echoes and ends the actor early: a finished call is then a
     /// few hundred bytes in the registry instead of a task that wakes for every transaction timer.
-    fn retire(&mut self, now: Instant, echoes: Echoes, rx: &mut mpsc::Receiver<Inbound>) {
+    fn retire(&mut self, now: Instant, echoes: Echoes, rx: &mut Mailbox) {
         let echoes = self.shared.retire(self.call_ids(), echoes, now);
-        rx.close();
         // Queued before the hand-over: answered as the echoes answer later ones.
-        while let Ok(inb) = rx.try_recv() {
+        for inb in rx.close() {
             self.shared.echo(&echoes, *inb);
         }
         debug!("call retired; its echoes answer retransmissions");

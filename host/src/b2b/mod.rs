@@ -1,11 +1,13 @@
-//! The back-to-back bridge: the call registry and dispatcher, and one actor task per call owning both
-//! legs, their transactions and the call's plugin instances.
+//! The back-to-back bridge: the call registry and dispatcher, and one actor per call owning both
+//! legs, their transactions and the call's plugin instances, run in place by the task that received
+//! its message.
 //!
 //! Messages reach a call by a hash lookup on the Call-ID (the A leg's, as the caller chose it, and the
 //! B leg's, which the gateway chose); there is no task or channel per transaction. Out-of-dialog
 //! requests that need no call (OPTIONS, unknown dialogs, methods we do not serve) are answered here,
 //! statelessly.
 
+mod actor;
 mod call;
 pub(crate) mod headers;
 
@@ -23,9 +25,9 @@ use callgate_sip::transaction::{TimerConfig, TransactionKey};
 use callgate_sip::transport::{
     Incoming, TcpConfig, TcpTransport, UdpTransport, response_destination,
 };
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use self::actor::{Actor, Undelivered};
 use crate::cdr::CdrWriter;
 use crate::config::{Config, TransferDefault};
 use crate::metrics::Metrics;
@@ -83,15 +85,15 @@ impl Net {
     }
 }
 
-/// An incoming message for a call. Boxed: a call's queue allocates room for 32 entries at once
-/// (tokio's block), which unboxed was 18 KiB per call.
+/// An incoming message for a call. Boxed: a call's mailbox grows by whole entries, which unboxed
+/// are ~500 bytes each.
 pub(crate) type Inbound = Box<Incoming>;
 
 /// Where the registry sends a Call-ID's messages.
 #[derive(Clone)]
 enum Route {
     /// The call's actor.
-    Live(mpsc::Sender<Inbound>),
+    Live(Arc<Actor>),
     /// A call that ended and whose actor is gone: what is left of it answers retransmissions.
     Ended(Arc<Echoes>),
 }
@@ -177,9 +179,9 @@ impl Shared {
     }
 
     /// Registers another Call-ID (the B leg's) for a call.
-    pub fn register(&self, call_id: &str, tx: mpsc::Sender<Inbound>) {
+    pub fn register(&self, call_id: &str, actor: Arc<Actor>) {
         if let Ok(mut reg) = self.calls.lock() {
-            reg.routes.insert(call_id.to_string(), Route::Live(tx));
+            reg.routes.insert(call_id.to_string(), Route::Live(actor));
         }
     }
 
@@ -209,25 +211,24 @@ impl Shared {
         self.calls.lock().ok()?.routes.get(call_id).cloned()
     }
 
-    /// Routes one received message. Runs on a transport's receive task: never blocks.
+    /// Routes one received message and, when its call is idle, runs the call on the receiving task
+    /// until it waits again (see [`actor`]). Never blocks.
     fn dispatch(self: &Arc<Self>, inc: Incoming) {
         self.metrics.message_in(&inc.msg);
         self.route_message(inc, true);
     }
 
     /// `retry`: a call's actor that retires hands over to its echoes between our lookup and our
-    /// send; the send then finds its queue closed, and one more lookup finds the echoes.
+    /// delivery; the delivery then finds its mailbox closed, and one more lookup finds the echoes.
     fn route_message(self: &Arc<Self>, inc: Incoming, retry: bool) {
         match self.route(inc.msg.call_id()) {
-            Some(Route::Live(tx)) => match tx.try_send(Box::new(inc)) {
+            Some(Route::Live(actor)) => match actor.deliver(Box::new(inc)) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(Undelivered::Full) => {
                     warn!("call queue full; message dropped (the peer will retransmit)");
                 }
-                Err(mpsc::error::TrySendError::Closed(inc)) if retry => {
-                    self.route_message(*inc, false)
-                }
-                Err(mpsc::error::TrySendError::Closed(inc)) => {
+                Err(Undelivered::Closed(inc)) if retry => self.route_message(*inc, false),
+                Err(Undelivered::Closed(inc)) => {
                     self.unregister(&[inc.msg.call_id()]);
                     self.out_of_dialog(*inc);
                 }
@@ -327,11 +328,14 @@ impl Shared {
     }
 
     fn new_call(self: &Arc<Self>, inc: Incoming) {
-        let (tx, rx) = mpsc::channel(CALL_QUEUE);
         let call_ref = self.next_ref.fetch_add(1, Ordering::Relaxed);
-        self.register(inc.msg.call_id(), tx.clone());
+        let call_id = inc.msg.call_id().to_string();
         let shared = self.clone();
-        tokio::spawn(call::run(shared, call_ref, Box::new(inc), tx, rx));
+        let actor = Actor::new(CALL_QUEUE, move |mailbox, me| {
+            call::run(shared, call_ref, Box::new(inc), me, mailbox)
+        });
+        self.register(&call_id, actor.clone());
+        actor.run_here();
     }
 }
 
@@ -346,6 +350,14 @@ pub struct Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.sweeper.abort();
+        // The UDP receive thread's handler holds the shared state, which holds the transport, and
+        // the registry holds the actors of calls in progress, whose futures hold the shared state:
+        // without these the thread and every such call would keep the gateway alive.
+        self.shared.net().udp.close();
+        if let Ok(mut reg) = self.shared.calls.lock() {
+            reg.routes.clear();
+            reg.ended.clear();
+        }
     }
 }
 
@@ -386,7 +398,11 @@ impl Gateway {
                 }
             })
         };
-        let udp = UdpTransport::bind(config.listen.udp, handler.clone())?;
+        let udp = UdpTransport::bind(
+            config.listen.udp,
+            config.threads.udp_receivers(),
+            handler.clone(),
+        )?;
         let udp_addr = udp.local_addr();
         let tcp = match config.listen.tcp {
             Some(addr) => Some(TcpTransport::bind(addr, handler, TcpConfig::default()).await?),

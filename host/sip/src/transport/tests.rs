@@ -47,8 +47,8 @@ async fn recv(rx: &mut mpsc::UnboundedReceiver<Incoming>) -> Incoming {
 async fn udp_request_gets_received_rport_and_response_routes_back() {
     let (ha, mut rxa) = channel_handler();
     let (hb, mut rxb) = channel_handler();
-    let a = UdpTransport::bind(loopback(), ha).unwrap();
-    let b = UdpTransport::bind(loopback(), hb).unwrap();
+    let a = UdpTransport::bind(loopback(), 1, ha).unwrap();
+    let b = UdpTransport::bind(loopback(), 1, hb).unwrap();
     // A pretends to be behind NAT: its Via names an address the packet does not come from.
     let req = invite("10.9.9.9:5070", "UDP");
     a.send(&req.wire_bytes(), b.local_addr()).await.unwrap();
@@ -74,7 +74,7 @@ async fn udp_request_gets_received_rport_and_response_routes_back() {
 #[tokio::test]
 async fn udp_answers_malformed_request_with_400_and_drops_garbage() {
     let (hb, mut rxb) = channel_handler();
-    let b = UdpTransport::bind(loopback(), hb).unwrap();
+    let b = UdpTransport::bind(loopback(), 1, hb).unwrap();
     let peer = UdpSocket::bind(loopback()).await.unwrap();
     peer.send_to(b"\x00\x01garbage\r\n\r\n", b.local_addr())
         .await
@@ -98,6 +98,68 @@ async fn udp_answers_malformed_request_with_400_and_drops_garbage() {
         .unwrap();
     let inc = recv(&mut rxb).await;
     assert_eq!(inc.msg.header("Content-Length"), Some("5"));
+}
+
+#[tokio::test]
+async fn udp_receiver_group_spreads_peers_keeps_each_in_order_and_stops_on_close() {
+    const PEERS: usize = 16;
+    const ROUNDS: u32 = 10;
+    const BURST: u32 = 5;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let handler: Handler = Arc::new(move |m: Incoming| {
+        let thread = std::thread::current().name().unwrap_or("").to_owned();
+        drop(tx.send((m.source, m.msg.cseq(), thread)));
+    });
+    let gw = UdpTransport::bind(loopback(), 3, handler.clone()).unwrap();
+    let mut peers = Vec::new();
+    for _ in 0..PEERS {
+        peers.push(UdpSocket::bind(loopback()).await.unwrap());
+    }
+    let mut seen: std::collections::HashMap<SocketAddr, Vec<u32>> = Default::default();
+    let mut threads = std::collections::HashSet::new();
+    // Bursts in flight from every peer at once, bounded so the socket buffers never overflow.
+    for round in 0..ROUNDS {
+        for peer in &peers {
+            for k in 1..=BURST {
+                let cseq = round * BURST + k;
+                let msg = RequestBuilder::new(Method::Options, "sip:gw@127.0.0.1")
+                    .via("UDP", &peer.local_addr().unwrap().to_string())
+                    .from("<sip:p@a>", "ft")
+                    .to("<sip:gw@b>", None)
+                    .call_id("group@test")
+                    .cseq(cseq)
+                    .build()
+                    .unwrap();
+                peer.send_to(&msg.wire_bytes(), gw.local_addr())
+                    .await
+                    .unwrap();
+            }
+        }
+        for _ in 0..PEERS * BURST as usize {
+            let (source, cseq, thread) = timeout(LIMIT, rx.recv()).await.unwrap().unwrap();
+            seen.entry(source).or_default().push(cseq);
+            threads.insert(thread);
+        }
+    }
+    assert_eq!(seen.len(), PEERS);
+    for (peer, cseqs) in &seen {
+        let expected: Vec<u32> = (1..=ROUNDS * BURST).collect();
+        assert_eq!(cseqs, &expected, "{peer}'s messages out of order or lost");
+    }
+    assert!(
+        threads.len() > 1 && threads.iter().all(|t| t.starts_with("sip-udp-")),
+        "{threads:?}"
+    );
+    // Closing stops every receive thread, and each drops its handler.
+    gw.close();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while Arc::strong_count(&handler) > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "receive threads still running"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]
