@@ -42,8 +42,27 @@
 
 mod config;
 mod convert;
+#[cfg(any(
+    test,
+    all(
+        feature = "size-class-heap",
+        target_family = "wasm",
+        not(target_feature = "atomics")
+    )
+))]
+mod heap;
 mod host;
 mod types;
+
+/// The plugin's global allocator (see `heap.rs`): only where there are no threads, which its
+/// unsynchronised state relies on.
+#[cfg(all(
+    feature = "size-class-heap",
+    target_family = "wasm",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static HEAP: heap::SizeClassHeap<std::alloc::System> = heap::SizeClassHeap::new(std::alloc::System);
 
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all, unsafe_op_in_unsafe_fn)]
