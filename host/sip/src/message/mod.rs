@@ -491,12 +491,18 @@ impl SipMessage {
     pub fn with_via_received(&self, source: std::net::SocketAddr) -> Option<SipMessage> {
         use std::fmt::Write as _;
         let via = self.top_via();
-        let ip = source.ip().to_string();
         let host = via.host().trim_start_matches('[').trim_end_matches(']');
         let rport = via.rport().is_some();
-        if host == ip && !rport {
+        // Compared as addresses, not text: formatting the source for every request cost more than
+        // the rest of this check (and `::1` and `0:0::1` are the same host).
+        if !rport
+            && host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|h| h == source.ip())
+        {
             return None;
         }
+        let ip = source.ip();
         let span = via.span();
         let mut value = String::with_capacity(span.len() + 40);
         value.push_str(self.str_at(&(span.start..self.via.params.start)));

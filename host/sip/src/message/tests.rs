@@ -244,6 +244,16 @@ fn received_and_rport_fill_in() {
         p.with_via_received("192.0.2.7:5060".parse().unwrap())
             .is_none()
     );
+    // IPv6 hosts compare as addresses, whatever their spelling.
+    let v6 = parse(&plain.replace("192.0.2.7:5060", "[0:0::1]:5060")).unwrap();
+    assert!(
+        v6.with_via_received("[::1]:5060".parse().unwrap())
+            .is_none()
+    );
+    let moved = v6
+        .with_via_received("[2001:db8::9]:5060".parse().unwrap())
+        .unwrap();
+    assert_eq!(moved.top_via().received(), Some("2001:db8::9"));
 }
 
 /// xorshift64*: deterministic, so a failure reproduces.
