@@ -512,21 +512,21 @@ impl Call {
     // ---- input ----
 
     async fn on_message(&mut self, now: Instant, inb: Inbound) {
-        let msg = inb.msg.clone();
-        let leg = if msg.call_id() == self.a.invite.call_id() {
+        let leg = if inb.msg.call_id() == self.a.invite.call_id() {
             Leg::A
         } else {
             Leg::B
         };
-        if !msg.is_request() {
+        if !inb.msg.is_request() {
             debug!(
                 leg = leg_name(leg),
-                status = msg.status(),
+                status = inb.msg.status(),
                 "response in\n{}",
-                show(&msg)
+                show(&inb.msg)
             );
-            return self.on_response(now, msg);
+            return self.on_response(now, inb.msg);
         }
+        let msg = inb.msg.clone();
         let method = msg.method().cloned().unwrap_or(Method::Ack);
         debug!(leg = leg_name(leg), method = %method.as_str(), "request in\n{}", show(&msg));
         let key = TransactionKey::for_request(&msg);
@@ -585,7 +585,7 @@ impl Call {
                     }
                     return;
                 }
-                let _ = b.txn.handle_message(now, msg.clone());
+                let _ = b.txn.handle_message(now, msg);
                 return;
             }
         }
@@ -593,7 +593,7 @@ impl Call {
             if let TxnKind::Client(c) = &mut t.kind
                 && c.key() == &key
             {
-                let _ = c.handle_message(now, msg.clone());
+                let _ = c.handle_message(now, msg);
                 return;
             }
         }
