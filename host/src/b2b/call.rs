@@ -705,10 +705,9 @@ impl Call {
                 if !body.is_empty() {
                     builder = builder.body(&ct, &body);
                 }
-                match builder.build() {
-                    Ok(m) => {
-                        let bytes = m.wire_bytes();
-                        debug!(leg = "b", "ACK out\n{}", show(&m));
+                match builder.build_bytes() {
+                    Ok(bytes) => {
+                        debug!(leg = "b", "ACK out\n{}", String::from_utf8_lossy(&bytes));
                         self.shared
                             .net()
                             .send(TransportKind::Udp, b.dest, bytes.clone());
@@ -1201,9 +1200,9 @@ impl Call {
                 Leg::B => self.b.as_ref().and_then(|b| b.dialog.as_ref()),
             };
             if let (Some(d), Some(dest)) = (d, dest)
-                && let Ok(ack) = d.ack(cseq).via(kind.via_token(), &sent_by).build()
+                && let Ok(ack) = d.ack(cseq).via(kind.via_token(), &sent_by).build_bytes()
             {
-                self.shared.net().send(kind, dest, ack.wire_bytes());
+                self.shared.net().send(kind, dest, ack);
             }
         }
         if status == 100 {
@@ -1488,8 +1487,7 @@ impl Call {
         let sent_by = self.shared.settings.sent_by.clone();
         let Some(b) = self.b.as_mut() else { return };
         let Some(d) = &b.dialog else { return };
-        if let Ok(ack) = d.ack(b.invite.cseq()).via("UDP", &sent_by).build() {
-            let bytes = ack.wire_bytes();
+        if let Ok(bytes) = d.ack(b.invite.cseq()).via("UDP", &sent_by).build_bytes() {
             self.shared
                 .net()
                 .send(TransportKind::Udp, b.dest, bytes.clone());

@@ -332,6 +332,13 @@ impl<'a> RequestBuilder<'a> {
 
     /// Writes the request and parses it back (so that what we send is what we can parse).
     pub fn build(self) -> Result<SipMessage, BuildError> {
+        SipMessage::parse(self.build_bytes()?).map_err(|e| BuildError::Unparseable(e.kind))
+    }
+
+    /// The request's bytes, with the same checks as [`RequestBuilder::build`] on every part but
+    /// without indexing the result: for a request that is only sent (an ACK for a 2xx, which no
+    /// transaction keeps), the parse was a sixth of what building it cost.
+    pub fn build_bytes(self) -> Result<Bytes, BuildError> {
         let (transport, sent_by, branch) = self.via.ok_or(BuildError::Missing("Via"))?;
         let (from, from_tag) = self.from.ok_or(BuildError::Missing("From"))?;
         let (to, to_tag) = self.to.ok_or(BuildError::Missing("To"))?;
@@ -410,7 +417,7 @@ impl<'a> RequestBuilder<'a> {
             line(&mut out, n, v);
         }
         body_lines(&mut out, self.body);
-        SipMessage::parse(Bytes::from(out)).map_err(|e| BuildError::Unparseable(e.kind))
+        Ok(Bytes::from(out))
     }
 }
 

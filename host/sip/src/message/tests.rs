@@ -189,7 +189,30 @@ fn builder_refuses_injection() {
         .to("<sip:b@b>", None)
         .call_id("c")
         .cseq(1);
+    assert_eq!(
+        b.clone().build_bytes().unwrap_err(),
+        BuildError::Injection("From tag"),
+        "bytes-only building checks the same"
+    );
     assert_eq!(b.build().unwrap_err(), BuildError::Injection("From tag"));
+}
+
+#[test]
+fn bytes_only_building_writes_what_the_indexed_build_would() {
+    let b = RequestBuilder::new(Method::Ack, "sip:b@10.0.0.2:5070")
+        .via("UDP", "10.0.0.1:5060")
+        .from("<sip:a@a>", "ft")
+        .to("<sip:b@b>", Some("tt"))
+        .call_id("c@gw")
+        .cseq(1)
+        .body("application/sdp", b"v=0\r\n");
+    // The branch is drawn by `via`, so both builds of the clone write the same one.
+    let bytes = b.clone().build_bytes().unwrap();
+    let built = b.build().unwrap();
+    assert_eq!(bytes, built.wire_bytes());
+    let reparsed = parse(std::str::from_utf8(&bytes).unwrap()).unwrap();
+    assert_eq!(reparsed.to_tag(), Some("tt"));
+    assert_eq!(&reparsed.body()[..], b"v=0\r\n");
 }
 
 #[test]
