@@ -539,3 +539,28 @@ fn check_sdp_sanity() {
     check_sdp(b"v=0\r\nm=audio 4000\r\n").unwrap_err();
     check_sdp(b"v=0\r\ns=-\r\n").unwrap_err();
 }
+
+#[test]
+fn find_unquoted_agrees_with_the_byte_at_a_time_definition() {
+    use super::parse::{find_unquoted_for_test, find_unquoted_reference};
+    // Strings dense in the bytes that matter, so quotes, escapes and brackets interleave.
+    const ALPHABET: &[u8] = b"\"\\<>,;ab =";
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    for _ in 0..200_000 {
+        let len = rng.below(40);
+        let s: Vec<u8> = (0..len)
+            .map(|_| ALPHABET[rng.below(ALPHABET.len())])
+            .collect();
+        let start = rng.below(len + 1);
+        let end = start + rng.below(len - start + 1);
+        for (needle, skip_angle) in [(b',', false), (b',', true), (b';', false), (b'<', false)] {
+            assert_eq!(
+                find_unquoted_for_test(&s, start..end, needle, skip_angle),
+                find_unquoted_reference(&s, start..end, needle, skip_angle),
+                "{:?} {start}..{end} {} {skip_angle}",
+                String::from_utf8_lossy(&s),
+                needle as char
+            );
+        }
+    }
+}
