@@ -3,8 +3,8 @@
 //! rebuilt, and `Artifact::read` describes what the SDK stamped into a plugin.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
 
 use callgate::plugin::decision::{CallInfo, Header, InviteDecision, RequestView};
 use callgate::plugin::{
@@ -12,40 +12,11 @@ use callgate::plugin::{
 };
 use serde_json::json;
 
+#[path = "support/logs.rs"]
+mod logs;
+
 fn wasm(name: &str) -> PathBuf {
     PathBuf::from(env!("CALLGATE_PLUGIN_DIR")).join(format!("{name}.wasm"))
-}
-
-/// Everything logged by this test binary (compilation runs on blocking threads, so a thread-local
-/// subscriber would miss it). Tests pick out their own lines by a path or digest unique to them.
-fn log_text() -> String {
-    String::from_utf8_lossy(&LOG.lock().unwrap()).into_owned()
-}
-
-static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-fn capture_logs() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        tracing_subscriber::fmt()
-            .with_writer(|| Capture)
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .init();
-    });
-}
-
-struct Capture;
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOG.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A fresh directory under the system's temp dir, removed when dropped.
@@ -73,7 +44,7 @@ impl Drop for TempDir {
 /// A runtime as the gateway builds it from `[runtime]`, with this cache directory. Building a
 /// second one over the same directory is what a restart does.
 fn runtime(cache_dir: Option<&Path>) -> Runtime {
-    capture_logs();
+    logs::capture();
     Runtime::new(RuntimeConfig {
         max_instances: 4,
         cache_dir: cache_dir.map(Path::to_path_buf),
@@ -153,11 +124,11 @@ async fn a_restart_finds_the_compiled_component() {
     let digest = Artifact::read(&bytes).unwrap().digest;
     for outcome in ["compiled", "cached"] {
         assert!(
-            log_text()
+            logs::text()
                 .lines()
                 .any(|l| l.contains(&digest) && l.contains(&format!("outcome=\"{outcome}\""))),
             "no {outcome} line for {digest} in:\n{}",
-            log_text()
+            logs::text()
         );
     }
     eprintln!(
@@ -194,7 +165,7 @@ async fn a_damaged_entry_is_removed_and_rebuilt() {
     let mid = good.len() / 2;
     flipped[mid] ^= 0x40;
     let corrupt_lines = || {
-        log_text()
+        logs::text()
             .lines()
             .filter(|l| l.contains("corrupt") && l.contains(&*entry.to_string_lossy()))
             .count()

@@ -15,6 +15,9 @@ use callgate::plugin::{
 };
 use serde_json::json;
 
+#[path = "support/logs.rs"]
+mod logs;
+
 fn wasm(name: &str) -> PathBuf {
     PathBuf::from(env!("CALLGATE_PLUGIN_DIR")).join(format!("{name}.wasm"))
 }
@@ -323,6 +326,33 @@ async fn a_looping_plugin_is_cut_at_its_deadline_and_the_call_continues() {
             .hook(Hook::Invite)
             .failures_of(FailureKind::Deadline),
         1
+    );
+}
+
+#[tokio::test]
+async fn what_a_plugin_writes_to_stderr_reaches_the_log_under_its_name() {
+    logs::capture();
+    let rt = runtime();
+    // A name of its own, to find this test's lines among the binary's.
+    let bad = load(&rt, PluginSpec::new("stderr-writer", wasm("misbehave"))).await;
+    let chain = Chain::new(vec![bad.clone()]);
+    call(&chain)
+        .on_invite(&invite(&[("X-Misbehave", "trap")]))
+        .await;
+    assert_eq!(
+        bad.stats()
+            .hook(Hook::Invite)
+            .failures_of(FailureKind::Trap),
+        1
+    );
+    // The panic message, written by the guest through WASI's stderr before it trapped.
+    let log = logs::text();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("plugin=stderr-writer")
+            && l.contains("stream=\"stderr\"")
+            && l.contains("misbehave: asked to trap")),
+        "{log}"
     );
 }
 

@@ -94,7 +94,10 @@ impl wasmtime::ResourceLimiter for CapLimiter {
 
 /// The data of one plugin instance's store.
 pub(crate) struct PluginCtx {
-    wasi: WasiCtx,
+    /// Built on the guest's first WASI call: most calls of a plugin make none (its `init`, where
+    /// std's setup happens, ran before the snapshot), and building one was ~3k instructions of
+    /// every call's instance (random generators seeded, clocks, streams).
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub limiter: CapLimiter,
     pub plugin: Arc<PluginShared>,
@@ -126,17 +129,8 @@ impl PluginCtx {
         memory_cap: usize,
         tick: Duration,
     ) -> Self {
-        let out = |stderr| GuestOutput {
-            plugin: plugin.name.clone(),
-            call_ref,
-            stderr,
-        };
-        let mut wasi = WasiCtxBuilder::new();
-        // No environment, arguments, preopened directories or sockets: only clocks, random and the
-        // two output streams, which go to the log.
-        wasi.stdout(out(false)).stderr(out(true));
         Self {
-            wasi: wasi.build(),
+            wasi: None,
             table: ResourceTable::new(),
             limiter: CapLimiter {
                 memory_cap,
@@ -234,10 +228,24 @@ fn thread_cpu_time() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// The WASI context of a plugin instance: no environment, arguments, preopened directories or
+/// sockets; only clocks, random and the two output streams, which go to the log.
+fn wasi_ctx(plugin: &Arc<str>, call_ref: u64) -> WasiCtx {
+    let out = |stderr| GuestOutput {
+        plugin: plugin.clone(),
+        call_ref,
+        stderr,
+    };
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(out(false)).stderr(out(true));
+    wasi.build()
+}
+
 impl WasiView for PluginCtx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let (plugin, call_ref) = (&self.plugin.name, self.call_ref);
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(|| wasi_ctx(plugin, call_ref)),
             table: &mut self.table,
         }
     }

@@ -314,7 +314,7 @@ fn find_unquoted(buf: &[u8], r: Range<usize>, needle: u8, skip_angle: bool) -> O
     None
 }
 
-/// The byte-at-a-time definition [`find_unquoted`] must agree with.
+/// The definition [`find_unquoted`] must agree with, one byte at a time as a state machine.
 #[cfg(test)]
 pub(crate) fn find_unquoted_reference(
     buf: &[u8],
@@ -323,31 +323,25 @@ pub(crate) fn find_unquoted_reference(
     skip_angle: bool,
 ) -> Option<usize> {
     let s = buf.get(r.clone())?;
-    let mut in_angle = false;
-    let mut i = 0;
-    while i < s.len() {
-        let b = s[i];
-        if b == b'"' {
-            i += 1;
-            while i < s.len() {
-                match s[i] {
-                    b'\\' => i += 2,
-                    b'"' => break,
-                    _ => i += 1,
-                }
+    let (mut in_quote, mut escaped, mut in_angle) = (false, false, false);
+    for (i, &b) in s.iter().enumerate() {
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_quote = false;
             }
-        } else if skip_angle {
-            if b == b'<' {
-                in_angle = true;
-            } else if b == b'>' {
-                in_angle = false;
-            } else if b == needle && !in_angle {
-                return Some(r.start + i);
-            }
-        } else if b == needle {
-            return Some(r.start + i);
+            continue;
         }
-        i += 1;
+        match b {
+            b'"' => in_quote = true,
+            b'<' if skip_angle => in_angle = true,
+            b'>' if skip_angle => in_angle = false,
+            _ if b == needle && !in_angle => return Some(r.start + i),
+            _ => {}
+        }
     }
     None
 }
