@@ -163,6 +163,32 @@ async fn udp_receiver_group_spreads_peers_keeps_each_in_order_and_stops_on_close
 }
 
 #[tokio::test]
+async fn a_panic_while_handling_one_datagram_does_not_stop_the_receiver() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let handler: Handler = Arc::new(move |m: Incoming| {
+        assert_ne!(m.msg.cseq(), 1, "handler bug tripped by CSeq 1");
+        drop(tx.send(m));
+    });
+    let gw = UdpTransport::bind(loopback(), 1, handler).unwrap();
+    let peer = UdpSocket::bind(loopback()).await.unwrap();
+    for cseq in [1, 2] {
+        let msg = RequestBuilder::new(Method::Options, "sip:gw@127.0.0.1")
+            .via("UDP", &peer.local_addr().unwrap().to_string())
+            .from("<sip:p@a>", "ft")
+            .to("<sip:gw@b>", None)
+            .call_id("panic@test")
+            .cseq(cseq)
+            .build()
+            .unwrap();
+        peer.send_to(&msg.wire_bytes(), gw.local_addr())
+            .await
+            .unwrap();
+    }
+    assert_eq!(recv(&mut rx).await.msg.cseq(), 2);
+    gw.close();
+}
+
+#[tokio::test]
 async fn tcp_frames_by_content_length_and_replies_on_the_same_connection() {
     let (hb, mut rxb) = channel_handler();
     let b = TcpTransport::bind(loopback(), hb, TcpConfig::default())

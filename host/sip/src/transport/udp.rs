@@ -9,12 +9,13 @@
 //! arm timers), so it must not block.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::{Handler, TransportError, log_out, on_receive};
 use crate::TransportKind;
@@ -198,12 +199,20 @@ fn recv_loop(socket: &UdpSocket, local: SocketAddr, handler: &Handler, stop: &At
             continue; // a shut-down socket, or an empty datagram (no SIP message)
         }
         let bytes = Bytes::copy_from_slice(&buf[..n]);
-        if let Some((resp, _, dest)) = on_receive(bytes, source, local, TransportKind::Udp, handler)
-        {
-            log_out(&resp, dest, TransportKind::Udp);
-            if let Err(e) = send_nowait(socket, &resp, dest) {
-                debug!(error = %e, %dest, "could not send 400");
+        // A bug tripped by one datagram must not stop the socket's only receiver: the datagram is
+        // lost (a UDP peer retransmits), the thread goes on.
+        let received = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            on_receive(bytes, source, local, TransportKind::Udp, handler)
+        }));
+        match received {
+            Ok(Some((resp, _, dest))) => {
+                log_out(&resp, dest, TransportKind::Udp);
+                if let Err(e) = send_nowait(socket, &resp, dest) {
+                    debug!(error = %e, %dest, "could not send 400");
+                }
             }
+            Ok(None) => {}
+            Err(_) => error!(%source, "handling a datagram panicked; it is dropped"),
         }
     }
 }
