@@ -86,14 +86,18 @@ start_watchdog() {
 # Measurements
 
 # utime+stime in clock ticks, summed over P and its descendants (fields 14,15 of /proc/PID/stat,
-# counted after the ')' that closes the command name).
+# counted after the ')' that closes the command name); `cpu_ticks P sys`: stime alone.
 cpu_ticks() {
-    local total=0 p rest
+    local total=0 p rest mode=${2:-all}
     for p in $(proc_tree "$1"); do
         rest=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
         # after ')': field 3 is state, so utime/stime (14/15) are words 12/13
         set -- $rest
-        total=$((total + ${12} + ${13}))
+        if [ "$mode" = sys ]; then
+            total=$((total + ${13}))
+        else
+            total=$((total + ${12} + ${13}))
+        fi
     done
     echo "$total"
 }
@@ -265,12 +269,12 @@ MIN_ACHIEVED_PCT=${MIN_ACHIEVED_PCT:-90}
 SETTLE=${SETTLE:-2}
 REPORT_AT=${REPORT_AT:-4000}
 
-STEP_HDR=$(printf '%-8s %6s %7s %7s %6s %6s %6s %6s %9s %8s %8s %8s  %s' \
-    target offered calls ok fail retrUAC retrUAS retrGW 'calls/s' 'gw_us' 'uac_us' 'uas_us' verdict)
+STEP_HDR=$(printf '%-8s %6s %7s %7s %6s %6s %6s %6s %9s %8s %7s %8s %8s  %s' \
+    target offered calls ok fail retrUAC retrUAS retrGW 'calls/s' 'gw_us' 'gw_sys%' 'uac_us' 'uas_us' verdict)
 
 run_steps() {
-    local name=$1 rate calls max t0 t1 wall ok failc fail rU0 rU1 rG0 rG1 g0 g1 s0 s1 u
-    local retr_uac retr_uas retr_gw achieved gw_us uac_us uas_us verdict bad gwo0 gwo1 line
+    local name=$1 rate calls max t0 t1 wall ok failc fail rU0 rU1 rG0 rG1 g0 g1 s0 s1 u gs0 gs1
+    local retr_uac retr_uas retr_gw achieved gw_us gw_sys uac_us uas_us verdict bad gwo0 gwo1 line
     local tsv="$WORK/steps_$name.tsv"
     MAX_SUSTAINED=0; US_AT_REPORT=-
     # Idle cost of the target for 2 s (timers, tick loops).
@@ -285,12 +289,12 @@ run_steps() {
             rG0=$(metric callgate_sip_retransmissions_total)
             gwo0=$(metrics_snapshot | awk '/^callgate_calls_total/ && !/answered/ { s += $2 } END { print s + 0 }')
         fi
-        g0=$(cpu_ticks "$TARGET_PID"); s0=$(cpu_ticks "$UAS_PID")
+        g0=$(cpu_ticks "$TARGET_PID"); gs0=$(cpu_ticks "$TARGET_PID" sys); s0=$(cpu_ticks "$UAS_PID")
         t0=$(date +%s.%N)
         run_uac "$name-$rate" "$rate" "$calls" "$CALL_MS" $((rate * 4 + 1000)) "$max"
         t1=$(date +%s.%N)
         sleep "$SETTLE"   # let the UAS's last BYE 200s and its 1 s stats row land
-        g1=$(cpu_ticks "$TARGET_PID"); s1=$(cpu_ticks "$UAS_PID")
+        g1=$(cpu_ticks "$TARGET_PID"); gs1=$(cpu_ticks "$TARGET_PID" sys); s1=$(cpu_ticks "$UAS_PID")
         rU1=$(csv_field "$WORK/uas.csv" 'Retransmissions(C)')
         u="$WORK/uac_$name-$rate.csv"
         ok=$(csv_field "$u" 'SuccessfulCall(C)')
@@ -307,6 +311,8 @@ run_steps() {
         wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
         achieved=$(awk -v n="$ok" -v w="$wall" 'BEGIN { printf "%.0f", n / w }')
         gw_us=$(us_per_call $((g1 - g0)) "$ok")
+        # The kernel's share of the target's CPU (sockets, wake-ups, page faults).
+        gw_sys=$(awk -v s=$((gs1 - gs0)) -v t=$((g1 - g0)) 'BEGIN { if (t > 0) printf "%.0f", s * 100 / t; else print "-" }')
         uac_us=$(us_per_call "$(uac_ticks "$name-$rate")" "$ok")
         uas_us=$(us_per_call $((s1 - s0)) "$ok")
         bad=$(awk -v f="$fail" -v ra="$retr_uac" -v rs="$retr_uas" -v rg="$retr_gw" -v n="$calls" \
@@ -323,12 +329,12 @@ run_steps() {
         if [ "$rate" = "$REPORT_AT" ]; then
             US_AT_REPORT=$gw_us; [ -n "$bad" ] && US_AT_REPORT="$gw_us (step failed)"
         fi
-        line=$(printf '%-8s %6s %7s %7s %6s %6s %6s %6s %9s %8s %8s %8s  %s' \
+        line=$(printf '%-8s %6s %7s %7s %6s %6s %6s %6s %9s %8s %7s %8s %8s  %s' \
             "$name" "$rate" "$calls" "$ok" "$fail" "$retr_uac" "$retr_uas" "$retr_gw" "$achieved" \
-            "$gw_us" "$uac_us" "$uas_us" "$verdict")
+            "$gw_us" "$gw_sys" "$uac_us" "$uas_us" "$verdict")
         echo "$line"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rate" "$calls" "$ok" \
-            "$fail" "$failc" "$retr_uac" "$retr_uas" "$retr_gw" "$achieved" "$gw_us" "$uac_us" "$uas_us" "$verdict" >>"$tsv"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$rate" "$calls" "$ok" \
+            "$fail" "$failc" "$retr_uac" "$retr_uas" "$retr_gw" "$achieved" "$gw_us" "$gw_sys" "$uac_us" "$uas_us" "$verdict" >>"$tsv"
         if [ "$HAS_METRICS" = 1 ] && [ "$((gwo1 - gwo0))" -gt 0 ]; then
             log "  gateway ended $((gwo1 - gwo0)) calls with an outcome other than answered this step"
         fi
