@@ -24,7 +24,8 @@ use crate::TransportKind;
 /// receive thread works (the kernel may cap it at `net.core.rmem_max`).
 const RECV_BUFFER: usize = 8 * 1024 * 1024;
 
-/// How often the receive thread looks up from an idle socket to see whether it should stop.
+/// How long a receive thread may block before it looks at the stop flag anyway. On Linux, stopping
+/// wakes the threads at once (see [`Stopper::stop`]); this bounds the wait where it does not.
 const STOP_POLL: Duration = Duration::from_millis(200);
 
 /// A bound UDP port. Cloning shares it; the receive threads stop on [`UdpTransport::close`], when
@@ -74,6 +75,8 @@ impl UdpTransport {
                 warn!(error = %e, "could not enlarge the UDP receive buffer");
             }
             if receivers > 1 {
+                // Linux lets only sockets of the same user join a group, so another user cannot
+                // bind into ours and take a share of the traffic.
                 sock.set_reuse_port(true)?;
             }
             // The first socket fixes the port when 0 was asked; the others join its group.
