@@ -72,6 +72,15 @@ fn push_num(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// Appends `CSeq: <n> <method>` and the line end.
+fn cseq_line(out: &mut Vec<u8>, n: u32, method: &str) {
+    out.extend_from_slice(b"CSeq: ");
+    push_num(out, u64::from(n));
+    out.push(b' ');
+    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 fn body_lines(out: &mut Vec<u8>, body: Option<(&str, &[u8])>) {
     match body {
         Some((ct, b)) => {
@@ -158,11 +167,7 @@ pub fn build_response(
     match req.bad_cseq() {
         Some(raw) => line(&mut out, "CSeq", raw),
         None => {
-            out.extend_from_slice(b"CSeq: ");
-            push_num(&mut out, u64::from(req.cseq()));
-            out.push(b' ');
-            out.extend_from_slice(req.cseq_method().as_str().as_bytes());
-            out.extend_from_slice(b"\r\n");
+            cseq_line(&mut out, req.cseq(), req.cseq_method().as_str());
         }
     }
     for (n, v) in extra_headers {
@@ -405,11 +410,7 @@ impl<'a> RequestBuilder<'a> {
         }
         out.extend_from_slice(b"\r\n");
         line(&mut out, "Call-ID", call_id);
-        out.extend_from_slice(b"CSeq: ");
-        push_num(&mut out, u64::from(cseq));
-        out.push(b' ');
-        out.extend_from_slice(m.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        cseq_line(&mut out, cseq, m);
         if let Some(c) = self.contact {
             line(&mut out, "Contact", c);
         }
@@ -479,9 +480,8 @@ pub(crate) fn build_non2xx_ack(invite: &SipMessage, resp: &SipMessage) -> Bytes 
     line(&mut out, "From", invite.from());
     line(&mut out, "To", resp.to());
     line(&mut out, "Call-ID", invite.call_id());
-    out.extend_from_slice(b"CSeq: ");
-    push_num(&mut out, u64::from(invite.cseq()));
-    out.extend_from_slice(b" ACK\r\nContent-Length: 0\r\n\r\n");
+    cseq_line(&mut out, invite.cseq(), "ACK");
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     Bytes::from(out)
 }
 
@@ -510,9 +510,7 @@ pub fn build_cancel(
     line(&mut out, "From", invite.from());
     line(&mut out, "To", invite.to());
     line(&mut out, "Call-ID", invite.call_id());
-    out.extend_from_slice(b"CSeq: ");
-    push_num(&mut out, u64::from(invite.cseq()));
-    out.extend_from_slice(b" CANCEL\r\n");
+    cseq_line(&mut out, invite.cseq(), "CANCEL");
     for (n, v) in extra_headers {
         line(&mut out, n, v);
     }

@@ -36,6 +36,18 @@ fn invite(sent_by: &str, transport: &str) -> SipMessage {
         .unwrap()
 }
 
+/// An OPTIONS from `peer` (its Via names the socket's address) with this Call-ID and CSeq.
+fn options_from(peer: &UdpSocket, call_id: &str, cseq: u32) -> Bytes {
+    RequestBuilder::new(Method::Options, "sip:gw@127.0.0.1")
+        .via("UDP", &peer.local_addr().unwrap().to_string())
+        .from("<sip:p@a>", "ft")
+        .to("<sip:gw@b>", None)
+        .call_id(call_id)
+        .cseq(cseq)
+        .build_bytes()
+        .unwrap()
+}
+
 async fn recv(rx: &mut mpsc::UnboundedReceiver<Incoming>) -> Incoming {
     timeout(LIMIT, rx.recv())
         .await
@@ -121,18 +133,8 @@ async fn udp_receiver_group_spreads_peers_keeps_each_in_order_and_stops_on_close
     for round in 0..ROUNDS {
         for peer in &peers {
             for k in 1..=BURST {
-                let cseq = round * BURST + k;
-                let msg = RequestBuilder::new(Method::Options, "sip:gw@127.0.0.1")
-                    .via("UDP", &peer.local_addr().unwrap().to_string())
-                    .from("<sip:p@a>", "ft")
-                    .to("<sip:gw@b>", None)
-                    .call_id("group@test")
-                    .cseq(cseq)
-                    .build()
-                    .unwrap();
-                peer.send_to(&msg.wire_bytes(), gw.local_addr())
-                    .await
-                    .unwrap();
+                let msg = options_from(peer, "group@test", round * BURST + k);
+                peer.send_to(&msg, gw.local_addr()).await.unwrap();
             }
         }
         for _ in 0..PEERS * BURST as usize {
@@ -172,17 +174,8 @@ async fn a_panic_while_handling_one_datagram_does_not_stop_the_receiver() {
     let gw = UdpTransport::bind(loopback(), 1, handler).unwrap();
     let peer = UdpSocket::bind(loopback()).await.unwrap();
     for cseq in [1, 2] {
-        let msg = RequestBuilder::new(Method::Options, "sip:gw@127.0.0.1")
-            .via("UDP", &peer.local_addr().unwrap().to_string())
-            .from("<sip:p@a>", "ft")
-            .to("<sip:gw@b>", None)
-            .call_id("panic@test")
-            .cseq(cseq)
-            .build()
-            .unwrap();
-        peer.send_to(&msg.wire_bytes(), gw.local_addr())
-            .await
-            .unwrap();
+        let msg = options_from(&peer, "panic@test", cseq);
+        peer.send_to(&msg, gw.local_addr()).await.unwrap();
     }
     assert_eq!(recv(&mut rx).await.msg.cseq(), 2);
     gw.close();
