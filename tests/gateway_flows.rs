@@ -87,7 +87,8 @@ async fn max_forwards_zero_gets_483_and_a_looped_invite_482() {
 #[tokio::test]
 async fn in_dialog_requests_are_relayed_with_plugin_edits_on_their_responses() {
     let callee = Ua::new().await;
-    let probe = PluginSpec::new("probe", wasm("probe")).with_config(json!({ "tag": "p" }));
+    let probe =
+        PluginSpec::new("probe", wasm("probe")).with_config(json!({ "tag": "p", "echo": true }));
     let gw = gateway(callee.addr, vec![probe], |_| {}).await;
     let (mut caller, b_invite, b_from, b_tag) = answered_call(
         &gw,
@@ -132,7 +133,11 @@ async fn in_dialog_requests_are_relayed_with_plugin_edits_on_their_responses() {
                 from,
                 200,
                 &b_tag,
-                &[("X-From-Callee", "yes")],
+                &[
+                    ("X-From-Callee", "yes"),
+                    ("X-Echo", "one: 1"),
+                    ("X-Echo", "two"),
+                ],
                 method == Method::Invite,
             )
             .await;
@@ -144,6 +149,22 @@ async fn in_dialog_requests_are_relayed_with_plugin_edits_on_their_responses() {
             Some(format!("p:b:{}:200", method.as_str()).as_str()),
             "the plugin's on-response edit reaches the caller"
         );
+        // The plugin read the call's facts (asked of the host once per call, the B leg's Call-ID
+        // once known) and the response's headers, in order and with a colon inside a value.
+        let a_invite = caller.invite.as_ref().expect("the caller sent an INVITE");
+        assert_eq!(
+            resp.header("X-Probe-Call"),
+            Some(
+                format!(
+                    "{} {} {}",
+                    caller.call_id,
+                    b_invite.call_id(),
+                    a_invite.request_uri().unwrap()
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(resp.header("X-Probe-Echo"), Some("one: 1,two"));
         if method == Method::Invite {
             // The gateway ACKs the callee's 2xx to the re-INVITE itself.
             callee.recv_request(Method::Ack).await;

@@ -259,7 +259,7 @@ fn inspect_describes_header_policy() {
     let sum = String::from_utf8(out.stdout).unwrap();
     assert_eq!(Some(a.digest.as_str()), sum.split_whitespace().next());
     assert_eq!(a.size, bytes.len());
-    assert_eq!(a.contract.as_deref(), Some("0.1.1"));
+    assert_eq!(a.contract.as_deref(), Some("0.1.2"));
     let meta = a.meta.expect("the SDK stamps its metadata");
     assert_eq!(meta.name, "header-policy");
     // The plugins and the SDK take the workspace's version, as this crate does.

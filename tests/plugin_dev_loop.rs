@@ -51,7 +51,7 @@ fn new_build_inspect(lang: &str) {
     ]);
     assert!(ok, "plugin inspect: {out}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("inspect --json prints JSON");
-    assert_eq!(v["contract"], "0.1.1", "{v}");
+    assert_eq!(v["contract"], "0.1.2", "{v}");
 
     // A broken test case fails the build's test run, naming the case.
     std::fs::write(

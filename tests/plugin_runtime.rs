@@ -570,7 +570,7 @@ async fn files_that_are_not_plugins_are_refused() {
             found, supported, ..
         }) => {
             assert!(found.starts_with("none"), "{found}");
-            assert_eq!(supported, "0.1.0 to 0.1.1");
+            assert_eq!(supported, "0.1.0 to 0.1.2");
         }
         other => panic!("expected a contract refusal, got {other:?}"),
     }

@@ -131,12 +131,13 @@ async fn a_changed_file_serves_new_calls_while_the_call_in_flight_keeps_its_vers
     }
 }
 
-/// A copy of a plugin that claims another contract version: same bytes, the export renamed.
+/// A copy of a plugin that claims another contract version: same bytes, the export renamed (the
+/// SDK's plugins export `lean-hooks`).
 fn other_contract(dir: &Path, version: &str) -> PathBuf {
     let bytes = std::fs::read(wasm("header-policy")).unwrap();
     let (old, new) = (
-        b"callgate:plugin/hooks@0.1.1".as_slice(),
-        format!("callgate:plugin/hooks@{version}"),
+        b"callgate:plugin/lean-hooks@0.1.2".as_slice(),
+        format!("callgate:plugin/lean-hooks@{version}"),
     );
     assert_eq!(old.len(), new.len(), "same length keeps the binary valid");
     let mut out = bytes.clone();
@@ -175,7 +176,7 @@ async fn broken_versions_are_refused_while_the_old_serves_and_an_older_contract_
         (wasm("misbehave"), "init refused by config"),
         (other_contract(dir.path(), "9.1.0"), "9.1.0"),
         // A newer patch of our own track may import what this gateway lacks.
-        (other_contract(dir.path(), "0.1.2"), "0.1.2"),
+        (other_contract(dir.path(), "0.1.3"), "0.1.3"),
     ];
     for (version, expect) in &cases {
         install(version, &file);
@@ -196,7 +197,7 @@ async fn broken_versions_are_refused_while_the_old_serves_and_an_older_contract_
     // The contract refusal names both versions.
     let reason = serving(admin).await["last-refusal"].clone();
     assert!(
-        reason.as_str().unwrap().contains("0.1.0 to 0.1.1"),
+        reason.as_str().unwrap().contains("0.1.0 to 0.1.2"),
         "supported versions named: {reason}"
     );
 
@@ -212,8 +213,17 @@ async fn broken_versions_are_refused_while_the_old_serves_and_an_older_contract_
     let (status, body) = http(admin, "POST", "/plugins/policy/reload").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["reloads"][0]["outcome"], "reloaded", "{body}");
-    let b = busy_call(&gw, &callee).await;
+    let mut caller = Caller::new(gw.gateway.udp_addr()).await;
+    caller.invite(&[]).await;
+    let (b, from) = callee.recv_request(Method::Invite).await;
     assert_eq!(b.header("X-Contract"), Some("0.1.0"));
+    // `hooks` (unlike `lean-hooks`) receive the call's facts as an argument.
+    assert_eq!(b.header("X-Contract-Call"), Some(caller.call_id.as_str()));
+    callee.respond(&b, from, 486, "busy", &[], false).await;
+    assert_eq!(
+        caller.ua.recv_final(Method::Invite).await.status(),
+        Some(486)
+    );
 }
 
 /// A call the callee answers 486, which reaches the caller; returns the INVITE the callee got.

@@ -267,7 +267,10 @@ fn describe(file: &Path, a: &callgate::plugin::Artifact) -> String {
     line(
         "contract",
         &a.contract.as_deref().map_or_else(
-            || "none (no callgate:plugin/hooks export: not a Callgate plugin)".to_string(),
+            || {
+                "none (no callgate:plugin/hooks or lean-hooks export: not a Callgate plugin)"
+                    .to_string()
+            },
             |v| format!("callgate:plugin@{v}"),
         ),
     );

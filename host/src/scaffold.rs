@@ -23,12 +23,12 @@ const SOURCE_ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const WIT: [(&str, &str); 3] = [
     (
         "types.wit",
-        include_str!("../../wit/since_v0.1.1/types.wit"),
+        include_str!("../../wit/since_v0.1.2/types.wit"),
     ),
-    ("host.wit", include_str!("../../wit/since_v0.1.1/host.wit")),
+    ("host.wit", include_str!("../../wit/since_v0.1.2/host.wit")),
     (
         "hooks.wit",
-        include_str!("../../wit/since_v0.1.1/hooks.wit"),
+        include_str!("../../wit/since_v0.1.2/hooks.wit"),
     ),
 ];
 
@@ -113,7 +113,7 @@ pub fn wit_dir(dir: &Path) -> PathBuf {
     if own.join("hooks.wit").is_file() {
         own
     } else {
-        Path::new(SOURCE_ROOT).join("wit").join("since_v0.1.1")
+        Path::new(SOURCE_ROOT).join("wit").join("since_v0.1.2")
     }
 }
 

@@ -1,7 +1,7 @@
 //! Every conversion between the hand-written types and the generated ones, in one place.
 
 use crate::__wit::callgate::plugin::types as w;
-use crate::__wit::exports::callgate::plugin::hooks as h;
+use crate::__wit::exports::callgate::plugin::lean_hooks as h;
 use crate::types::*;
 
 impl From<w::Header> for Header {
@@ -20,10 +20,6 @@ impl From<Header> for w::Header {
             value: x.value,
         }
     }
-}
-
-pub(crate) fn headers_in(v: Vec<w::Header>) -> Vec<Header> {
-    v.into_iter().map(Into::into).collect()
 }
 
 pub(crate) fn headers_out(v: Vec<Header>) -> Vec<w::Header> {
@@ -62,23 +58,23 @@ impl From<w::CallInfo> for CallInfo {
     }
 }
 
-impl From<w::Request> for Request {
-    fn from(x: w::Request) -> Self {
+impl From<h::Request> for Request {
+    fn from(x: h::Request) -> Self {
         Request {
             method: x.method,
             uri: x.uri,
-            headers: headers_in(x.headers),
+            headers: Headers::from_head(x.head),
             body_type: x.body_type,
         }
     }
 }
 
-impl From<w::Response> for Response {
-    fn from(x: w::Response) -> Self {
+impl From<h::Response> for Response {
+    fn from(x: h::Response) -> Self {
         Response {
             status: x.status,
             reason: x.reason,
-            headers: headers_in(x.headers),
+            headers: Headers::from_head(x.head),
             body_type: x.body_type,
         }
     }
@@ -139,7 +135,7 @@ impl From<h::TransferRequest> for TransferRequest {
             refer_to: x.refer_to,
             referred_by: x.referred_by,
             replaces: x.replaces,
-            headers: headers_in(x.headers),
+            headers: Headers::from_head(x.head),
         }
     }
 }
@@ -265,6 +261,29 @@ impl From<w::CallSummary> for CallSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_lines_are_read_in_place_in_order() {
+        let h = Headers::from_head("X-A: 1\r\nSubject: a: b\r\nX-Empty: \r\nx-a:2\r\n".into());
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            [
+                ("X-A", "1"),
+                ("Subject", "a: b"),
+                ("X-Empty", ""),
+                ("x-a", "2")
+            ]
+        );
+        assert_eq!(h.get_all("x-A").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(h.get("subject"), Some("a: b"));
+        assert_eq!(h.get("X-Missing"), None);
+        let built: Headers = vec![Header::new("X-A", "1"), Header::new("Subject", "a: b")].into();
+        assert_eq!(
+            built.iter().collect::<Vec<_>>(),
+            [("X-A", "1"), ("Subject", "a: b")]
+        );
+        assert!(Headers::from_head(String::new()).is_empty());
+    }
 
     #[test]
     fn both_legs_are_two_flags() {

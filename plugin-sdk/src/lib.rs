@@ -68,8 +68,8 @@ static HEAP: heap::SizeClassHeap<std::alloc::System> = heap::SizeClassHeap::new(
 #[allow(missing_docs, clippy::all, unsafe_op_in_unsafe_fn)]
 pub mod __wit {
     wit_bindgen::generate!({
-        path: "../wit/since_v0.1.1",
-        world: "plugin",
+        path: "../wit/since_v0.1.2",
+        world: "lean-plugin",
         pub_export_macro: true,
         default_bindings_module: "callgate_sdk::__wit",
     });
@@ -80,10 +80,10 @@ pub use crate::config::Config;
 pub use crate::host::{ControlError, Level, PromptHandle, StateError};
 pub use crate::host::{call_control, call_state, log, metrics};
 pub use crate::types::{
-    CallInfo, CallOutcome, CallSummary, Dtmf, DtmfSource, Forward, Header, HeaderEdits, Initiator,
-    InviteDecision, Leg, Legs, MediaChange, MediaMode, MediaSource, MediaState, RecordOptions,
-    RecordStart, RecordingDecision, Redirect, ReferDecision, Reject, Request, Response,
-    TransferRequest,
+    CallInfo, CallOutcome, CallSummary, Dtmf, DtmfSource, Forward, Header, HeaderEdits, Headers,
+    Initiator, InviteDecision, Leg, Legs, MediaChange, MediaMode, MediaSource, MediaState,
+    RecordOptions, RecordStart, RecordingDecision, Redirect, ReferDecision, Reject, Request,
+    Response, TransferRequest,
 };
 pub use crate::types::{check_header_name, is_sip_uri};
 
@@ -101,7 +101,7 @@ pub use callgate_sdk_macros::plugin;
 pub mod prelude {
     pub use crate::{
         CallInfo, CallOutcome, CallSummary, Config, ControlError, Dtmf, DtmfSource, Forward,
-        Header, HeaderEdits, Initiator, InviteDecision, Leg, Legs, MediaChange, MediaMode,
+        Header, HeaderEdits, Headers, Initiator, InviteDecision, Leg, Legs, MediaChange, MediaMode,
         MediaSource, MediaState, Plugin, RecordOptions, RecordStart, RecordingDecision, Redirect,
         ReferDecision, Reject, Request, Response, StateError, TransferRequest,
     };
@@ -224,11 +224,12 @@ pub mod __private {
     use core::cell::RefCell;
     use core::marker::PhantomData;
 
-    pub use crate::__wit::exports::callgate::plugin::hooks::HookSet;
+    pub use crate::__wit::exports::callgate::plugin::lean_hooks::HookSet;
     pub use std::thread::LocalKey;
 
-    use crate::__wit::exports::callgate::plugin::hooks as wit;
-    use crate::{Config, Plugin};
+    use crate::__wit::callgate::plugin::call as host_call;
+    use crate::__wit::exports::callgate::plugin::lean_hooks as wit;
+    use crate::{CallInfo, Config, Plugin};
 
     /// Implemented by the attribute for the plugin type.
     pub trait Export: Plugin {
@@ -241,12 +242,33 @@ pub mod __private {
     /// The component: implements the generated `Guest` by converting and forwarding to `P`.
     pub struct Component<P>(PhantomData<P>);
 
-    /// Runs `f` on the instance, or returns `default()` if there is none (a hook before `init`) or
-    /// it is busy (re-entry, which the host never does).
-    fn with<P: Export, R>(default: impl FnOnce() -> R, f: impl FnOnce(&mut P) -> R) -> R {
+    thread_local! {
+        /// The call's facts, asked of the host on the instance's first hook (an instance serves
+        /// one call), then only the B leg's Call-ID until it is known.
+        static CALL: RefCell<Option<CallInfo>> = const { RefCell::new(None) };
+    }
+
+    /// Runs `f` on the instance and the call's facts, or returns `default()` if there is no
+    /// instance (a hook before `init`) or it is busy (re-entry, which the host never does).
+    fn with<P: Export, R>(
+        default: impl FnOnce() -> R,
+        f: impl FnOnce(&mut P, &CallInfo) -> R,
+    ) -> R {
         P::slot().with(|cell| match cell.try_borrow_mut() {
             Ok(mut slot) => match slot.as_mut() {
-                Some(plugin) => f(plugin),
+                Some(plugin) => CALL.with(|call| {
+                    let mut call = call.borrow_mut();
+                    match call.as_mut() {
+                        None => *call = host_call::info().map(Into::into),
+                        Some(c) if c.b_call_id.is_none() => c.b_call_id = host_call::b_call_id(),
+                        Some(_) => {}
+                    }
+                    match call.as_ref() {
+                        Some(c) => f(plugin, c),
+                        // Only outside a hook, where the host calls none of these.
+                        None => f(plugin, &CallInfo::default()),
+                    }
+                }),
                 None => default(),
             },
             Err(_) => default(),
@@ -265,57 +287,45 @@ pub mod __private {
             Ok(wit::PluginInfo { hooks: P::hooks() })
         }
 
-        fn on_invite(call: wit::CallInfo, request: wit::Request) -> wit::InviteDecision {
-            let (call, request) = (call.into(), request.into());
-            with::<P, _>(Default::default, |p| p.on_invite(&call, &request)).into()
+        fn on_invite(request: wit::Request) -> wit::InviteDecision {
+            let request = request.into();
+            with::<P, _>(Default::default, |p, call| p.on_invite(call, &request)).into()
         }
 
-        fn on_response(
-            call: wit::CallInfo,
-            leg: wit::Leg,
-            method: String,
-            response: wit::Response,
-        ) -> wit::HeaderEdits {
-            let (call, response) = (call.into(), response.into());
-            with::<P, _>(Default::default, |p| {
-                p.on_response(&call, leg.into(), &method, &response)
+        fn on_response(leg: wit::Leg, method: String, response: wit::Response) -> wit::HeaderEdits {
+            let response = response.into();
+            with::<P, _>(Default::default, |p, call| {
+                p.on_response(call, leg.into(), &method, &response)
             })
             .into()
         }
 
-        fn on_refer(
-            call: wit::CallInfo,
-            leg: wit::Leg,
-            transfer: wit::TransferRequest,
-        ) -> wit::ReferDecision {
-            let (call, transfer) = (call.into(), transfer.into());
-            with::<P, _>(Default::default, |p| {
-                p.on_refer(&call, leg.into(), &transfer)
+        fn on_refer(leg: wit::Leg, transfer: wit::TransferRequest) -> wit::ReferDecision {
+            let transfer = transfer.into();
+            with::<P, _>(Default::default, |p, call| {
+                p.on_refer(call, leg.into(), &transfer)
             })
             .into()
         }
 
-        fn recording_policy(call: wit::CallInfo) -> wit::RecordingDecision {
-            let call = call.into();
-            with::<P, _>(Default::default, |p| p.recording_policy(&call)).into()
+        fn recording_policy() -> wit::RecordingDecision {
+            with::<P, _>(Default::default, |p, call| p.recording_policy(call)).into()
         }
 
-        fn on_media_state(call: wit::CallInfo, leg: wit::Leg, change: wit::MediaChange) {
-            let call = call.into();
+        fn on_media_state(leg: wit::Leg, change: wit::MediaChange) {
             with::<P, _>(
                 || (),
-                |p| p.on_media_state(&call, leg.into(), change.into()),
+                |p, call| p.on_media_state(call, leg.into(), change.into()),
             );
         }
 
-        fn on_dtmf(call: wit::CallInfo, leg: wit::Leg, digit: wit::Dtmf) {
-            let call = call.into();
-            with::<P, _>(|| (), |p| p.on_dtmf(&call, leg.into(), digit.into()));
+        fn on_dtmf(leg: wit::Leg, digit: wit::Dtmf) {
+            with::<P, _>(|| (), |p, call| p.on_dtmf(call, leg.into(), digit.into()));
         }
 
-        fn on_call_end(call: wit::CallInfo, summary: wit::CallSummary) {
-            let (call, summary) = (call.into(), summary.into());
-            with::<P, _>(|| (), |p| p.on_call_end(&call, &summary));
+        fn on_call_end(summary: wit::CallSummary) {
+            let summary = summary.into();
+            with::<P, _>(|| (), |p, call| p.on_call_end(call, &summary));
         }
     }
 }

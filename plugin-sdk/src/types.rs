@@ -1,5 +1,5 @@
 //! The values hooks receive and the decisions they return: hand-written mirrors of the WIT types of
-//! `callgate:plugin@0.1.1`, with builders. Conversions to and from the generated types live in
+//! `callgate:plugin@0.1.2` (world `lean-plugin`), with builders. Conversions to and from the generated types live in
 //! `convert.rs`, nowhere else.
 
 use core::fmt;
@@ -88,23 +88,68 @@ pub fn is_sip_uri(uri: &str) -> bool {
     (lower.starts_with("sip:") && uri.len() > 4) || (lower.starts_with("sips:") && uri.len() > 5)
 }
 
-/// The first value of the header `name` (case-insensitive) in `headers`.
-pub(crate) fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
+/// The header lines of a message a hook receives, in wire order, compact forms expanded, kept as the
+/// one block of text the host hands over and read in place: a hook pays for the headers it looks
+/// at, not for every header of every message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// `Name: value` lines, each ended by CR LF (the contract's `head`).
+    head: String,
 }
 
-/// Every value of the header `name` (case-insensitive) in `headers`, in wire order.
-pub(crate) fn headers_named<'a>(
-    headers: &'a [Header],
-    name: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
-    headers
-        .iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
+impl Headers {
+    /// Wraps the contract's `head` text.
+    pub(crate) fn from_head(head: String) -> Self {
+        Headers { head }
+    }
+
+    /// Every header as `(name, value)`, in wire order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.head.split('\n').filter_map(|line| {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            let (name, value) = line.split_once(':')?;
+            Some((name, value.strip_prefix(' ').unwrap_or(value)))
+        })
+    }
+
+    /// The value of the first header called `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The values of every header called `name` (case-insensitive), in wire order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether there is no header at all.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_empty()
+    }
+}
+
+/// Builds a header block, e.g. for a plugin's unit tests: `vec![Header::new("X-A", "1")].into()`.
+impl From<Vec<Header>> for Headers {
+    fn from(headers: Vec<Header>) -> Self {
+        headers.into_iter().collect()
+    }
+}
+
+impl FromIterator<Header> for Headers {
+    fn from_iter<I: IntoIterator<Item = Header>>(iter: I) -> Self {
+        let mut head = String::new();
+        for h in iter {
+            head.push_str(&h.name);
+            head.push_str(": ");
+            head.push_str(&h.value);
+            head.push_str("\r\n");
+        }
+        Headers { head }
+    }
 }
 
 /// The two sides of a call.
@@ -128,7 +173,7 @@ impl Leg {
 
 /// What the host knows of the call when it calls a hook. The same values are passed to every hook of
 /// one call, except `b_call_id`, which is set once the B leg exists.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallInfo {
     /// The host's number for this call, unique for the life of the process (the CDR's `call_ref`).
     pub call_ref: u64,
@@ -155,7 +200,7 @@ pub struct Request {
     /// The Request-URI.
     pub uri: String,
     /// The headers, compact forms expanded.
-    pub headers: Vec<Header>,
+    pub headers: Headers,
     /// The Content-Type of the body, if there is a body.
     pub body_type: Option<String>,
 }
@@ -163,12 +208,12 @@ pub struct Request {
 impl Request {
     /// The value of the first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
+        self.headers.get(name)
     }
 
     /// The values of every header called `name` (case-insensitive), in wire order.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        headers_named(&self.headers, name)
+        self.headers.get_all(name)
     }
 }
 
@@ -180,7 +225,7 @@ pub struct Response {
     /// The reason phrase as received.
     pub reason: String,
     /// The headers (Via, Record-Route left out), compact forms expanded.
-    pub headers: Vec<Header>,
+    pub headers: Headers,
     /// The Content-Type of the body, if there is a body.
     pub body_type: Option<String>,
 }
@@ -188,12 +233,12 @@ pub struct Response {
 impl Response {
     /// The value of the first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
+        self.headers.get(name)
     }
 
     /// The values of every header called `name` (case-insensitive), in wire order.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        headers_named(&self.headers, name)
+        self.headers.get_all(name)
     }
 }
 
@@ -433,13 +478,13 @@ pub struct TransferRequest {
     /// The Replaces embedded in Refer-To, if present (an attended transfer).
     pub replaces: Option<String>,
     /// The REFER's headers, compact forms expanded.
-    pub headers: Vec<Header>,
+    pub headers: Headers,
 }
 
 impl TransferRequest {
     /// The value of the first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
+        self.headers.get(name)
     }
 }
 
@@ -847,7 +892,8 @@ mod tests {
                 Header::new("X-Misbehave", "loop"),
                 Header::new("Diversion", "<sip:1@x>"),
                 Header::new("diversion", "<sip:2@x>"),
-            ],
+            ]
+            .into(),
             body_type: None,
         };
         assert_eq!(r.header("x-misbehave"), Some("loop"));

@@ -10,9 +10,13 @@ use wasmparser::{Encoding, Parser, Payload};
 /// in [`PluginMeta`].
 pub const META_SECTION: &str = "callgate:plugin-meta";
 
-/// The prefix of the hooks interface a plugin exports; the rest of the name is the contract
-/// version.
-pub(crate) const HOOKS_EXPORT_PREFIX: &str = "callgate:plugin/hooks@";
+/// The contract version a component export names, if it is one of the hooks interfaces a plugin
+/// exports (`callgate:plugin/hooks@0.1.0`, `callgate:plugin/lean-hooks@0.1.2`).
+pub(crate) fn hooks_export_version(export: &str) -> Option<&str> {
+    let rest = export.strip_prefix("callgate:plugin/")?;
+    rest.strip_prefix("hooks@")
+        .or_else(|| rest.strip_prefix("lean-hooks@"))
+}
 
 /// The metadata the Rust SDK embeds in a plugin (custom section [`META_SECTION`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -35,7 +39,7 @@ pub struct Artifact {
     pub digest: String,
     /// Size of the file in bytes.
     pub size: usize,
-    /// The contract version of the `callgate:plugin/hooks@X.Y.Z` export (`0.1.0`); none if the
+    /// The contract version of the `callgate:plugin/hooks@X.Y.Z` (or `lean-hooks`) export (`0.1.0`); none if the
     /// component exports no Callgate hooks.
     pub contract: Option<String>,
     /// The SDK's metadata; none for components built without the Rust SDK (C, Python, ...),
@@ -116,7 +120,7 @@ impl Artifact {
                 Payload::ComponentExportSection(reader) if stack.len() == 1 => {
                     for export in reader {
                         let export = export.map_err(ArtifactError::Parse)?;
-                        if let Some(v) = export.name.name.strip_prefix(HOOKS_EXPORT_PREFIX) {
+                        if let Some(v) = hooks_export_version(export.name.name) {
                             contract = Some(v.to_string());
                         }
                     }

@@ -75,9 +75,9 @@ impl Chain {
                     state: SlotState::Idle,
                 })
                 .collect(),
-            lowered: (&info).into(),
-            info,
+            lowered: None,
             scope: CallScope {
+                info,
                 support,
                 ..Default::default()
             },
@@ -159,9 +159,10 @@ pub(crate) enum HookReturn {
 /// every instance to the pool).
 pub struct CallPlugins {
     slots: Vec<Slot>,
-    info: CallInfo,
-    /// `info` in the contract's types, converted once rather than for every hook.
-    lowered: contract::LoweredCallInfo,
+    /// The call's facts in the contract's types, converted on the first hook of a plugin that
+    /// takes them as an argument, once rather than for every hook.
+    lowered: Option<contract::LoweredCallInfo>,
+    /// The chain's per-call state, including the call's facts (`scope.info`).
     scope: CallScope,
     abort: Option<PolicyAbort>,
     _permit: Option<OwnedSemaphorePermit>,
@@ -170,7 +171,7 @@ pub struct CallPlugins {
 impl std::fmt::Debug for CallPlugins {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallPlugins")
-            .field("call_ref", &self.info.call_ref)
+            .field("call_ref", &self.scope.info.call_ref)
             .field("plugins", &self.slots.len())
             .finish_non_exhaustive()
     }
@@ -179,7 +180,7 @@ impl std::fmt::Debug for CallPlugins {
 impl CallPlugins {
     /// The call as plugins see it.
     pub fn info(&self) -> &CallInfo {
-        &self.info
+        &self.scope.info
     }
 
     /// True if some plugin still in the call takes `hook`: lets the caller skip building a view of a
@@ -224,8 +225,10 @@ impl CallPlugins {
 
     /// Records the B leg's Call-ID, passed to every later hook.
     pub fn set_b_call_id(&mut self, id: String) {
-        self.lowered.b_call_id = Some(id.clone());
-        self.info.b_call_id = Some(id);
+        if let Some(lowered) = &mut self.lowered {
+            lowered.b_call_id = Some(id.clone());
+        }
+        self.scope.info.b_call_id = Some(id);
     }
 
     /// Commands plugins gave through `call-control` since the last call, in order.
@@ -394,7 +397,7 @@ impl CallPlugins {
         if matches!(slot.state, SlotState::Idle) {
             let plugin = slot.plugin.clone();
             match plugin
-                .instantiate(self.info.call_ref, plugin.deadline())
+                .instantiate(self.scope.info.call_ref, plugin.deadline())
                 .await
             {
                 Ok((live, _)) => self.slots[i].state = SlotState::Live(Box::new(live)),
@@ -408,10 +411,13 @@ impl CallPlugins {
         let SlotState::Live(live) = &mut slot.state else {
             return None;
         };
+        if live.hooks.takes_call_info() && self.lowered.is_none() {
+            self.lowered = Some((&self.scope.info).into());
+        }
         live.store.data_mut().scope = Some(std::mem::take(&mut self.scope));
         arm_store(&mut live.store, slot.plugin.deadline());
         let started = Instant::now();
-        let res = contract::call_hook(live, &self.lowered, call).await;
+        let res = contract::call_hook(live, self.lowered.as_ref(), call).await;
         slot.plugin.stats().record_call(hook, started.elapsed());
         self.scope = live.store.data_mut().scope.take().unwrap_or_default();
         match res {
@@ -432,8 +438,8 @@ impl CallPlugins {
         slot.plugin.stats().record_failure(hook, f.kind);
         tracing::warn!(
             plugin = %plugin,
-            call_ref = self.info.call_ref,
-            call_id = %self.info.call_id,
+            call_ref = self.scope.info.call_ref,
+            call_id = %self.scope.info.call_id,
             hook = hook.name(),
             kind = f.kind.name(),
             reason = %f.reason,
@@ -474,7 +480,7 @@ impl CallPlugins {
         for r in dropped {
             tracing::warn!(
                 plugin = plugin.name(),
-                call_ref = self.info.call_ref,
+                call_ref = self.scope.info.call_ref,
                 "refused: {r}"
             );
         }

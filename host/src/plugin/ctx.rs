@@ -10,7 +10,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::decision::IssuedCommand;
+use super::decision::{CallInfo, IssuedCommand};
 use super::stats::PluginCounters;
 
 /// What every instance of one loaded plugin version shares.
@@ -49,6 +49,8 @@ pub(crate) const STATE_MAX_VALUE: usize = 4096;
 /// back out afterwards, so host imports reach it without locks.
 #[derive(Debug, Default)]
 pub(crate) struct CallScope {
+    /// The call, as the `call` import reports it.
+    pub info: CallInfo,
     /// Key/value state shared by the chain, in insertion order.
     pub state: Vec<(String, String)>,
     /// Commands queued by `call-control`.

@@ -9,7 +9,7 @@ use wasmtime::Store;
 use wasmtime::component::Component;
 
 use super::HookMask;
-use super::artifact::HOOKS_EXPORT_PREFIX;
+use super::artifact::hooks_export_version;
 use super::cache::CompileError;
 use super::ctx::{DeadlineExceeded, PluginCtx, PluginShared, arm_store};
 use super::engine::Runtime;
@@ -431,7 +431,7 @@ impl LoadedPlugin {
         self.stats
             .record_call(super::stats::Hook::Init, started.elapsed());
         match res {
-            Ok(Ok(info)) => Ok((Live { store, hooks }, contract::hook_mask(&info))),
+            Ok(Ok(mask)) => Ok((Live { store, hooks }, mask)),
             Ok(Err(message)) => Err(InitError::Refused(message)),
             Err(e) => Err(InitError::Failed(Failure::from_guest(&e, store.data()))),
         }
@@ -588,7 +588,7 @@ impl Runtime {
         let ty = component.component_type();
         let found = ty
             .exports(&self.inner.engine)
-            .find_map(|(n, _)| n.strip_prefix(HOOKS_EXPORT_PREFIX).map(str::to_string));
+            .find_map(|(n, _)| hooks_export_version(n).map(str::to_string));
         if found.as_deref().is_some_and(speaks) {
             return Ok(());
         }
@@ -596,7 +596,7 @@ impl Runtime {
         Err(LoadError::Contract {
             name: name.to_string(),
             found: found.map_or_else(
-                || "none (no callgate:plugin/hooks export)".to_string(),
+                || "none (no callgate:plugin/hooks or lean-hooks export)".to_string(),
                 |v| format!("callgate:plugin@{v}"),
             ),
             supported: if maj == 0 {
@@ -639,9 +639,8 @@ impl LoadedPlugin {
         let mut store = self.new_store(0);
         arm_store(&mut store, LOAD_INIT_DEADLINE.max(self.deadline));
         let instance = pre.instantiate_async(&mut store).await.map_err(err)?;
-        let bindings = contract::Plugin::new(&mut store, &instance).map_err(err)?;
-        bindings
-            .callgate_plugin_hooks()
+        let hooks = contract::Pre::new(pre).map_err(err)?.hooks_of(instance);
+        hooks
             .call_init(&mut store, &self.shared.config_json)
             .await
             .map_err(err)?
@@ -694,13 +693,14 @@ mod tests {
     fn earlier_patches_of_the_track_are_spoken_newer_ones_and_other_tracks_not() {
         assert_eq!(
             super::contract::VERSION,
-            (0, 1, 1),
+            (0, 1, 2),
             "update these cases with the contract"
         );
         for (v, ok) in [
             ("0.1.0", true),
             ("0.1.1", true),
-            ("0.1.2", false),
+            ("0.1.2", true),
+            ("0.1.3", false),
             ("0.2.0", false),
             ("0.0.1", false),
             ("1.1.0", false),

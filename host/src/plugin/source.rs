@@ -491,7 +491,7 @@ pub async fn push(component: Vec<u8>, reference: &str, insecure: bool) -> anyhow
     let artifact = super::Artifact::read(&component)?;
     anyhow::ensure!(
         artifact.contract.is_some(),
-        "not a Callgate plugin: the component exports no callgate:plugin/hooks interface"
+        "not a Callgate plugin: the component exports no callgate:plugin/hooks or lean-hooks interface"
     );
     let sha256 = artifact.digest.clone();
     let (config, layer) = WasmConfig::from_raw_component(component, None)?;

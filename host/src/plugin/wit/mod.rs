@@ -4,7 +4,7 @@
 //! lets the same bindings run plugins built for the track's earlier patches. A released version's WIT
 //! (`wit/since_v*`) is never changed.
 
-pub(crate) mod since_v0_1_1;
+pub(crate) mod since_v0_1_2;
 
 /// The newest contract version this host speaks.
-pub(crate) use since_v0_1_1 as latest;
+pub(crate) use since_v0_1_2 as latest;

@@ -1,6 +1,7 @@
 //! `contract-0-1-0`: a testing plugin built against `callgate:plugin@0.1.0`, frozen in
 //! `wit/since_v0.1.0`. It adds `X-Contract: 0.1.0` to the outgoing INVITE and logs through the 0.1.0
-//! `log` import, so a test sees both its exports and its imports work on a newer gateway.
+//! `log` import, so a test sees both its exports and its imports work on a newer gateway. It also
+//! passes on the A leg's Call-ID it was given (`X-Contract-Call`).
 
 // Only the wasm build is a plugin; a native build of the workspace compiles this crate to nothing, as
 // it has no host to import from.
@@ -36,10 +37,17 @@ mod plugin {
             );
             InviteDecision::Forward(Forward {
                 target: None,
-                invite_headers: vec![Header {
-                    name: "X-Contract".into(),
-                    value: "0.1.0".into(),
-                }],
+                invite_headers: vec![
+                    Header {
+                        name: "X-Contract".into(),
+                        value: "0.1.0".into(),
+                    },
+                    // The call's facts, which `hooks` receive as an argument, for a test to check.
+                    Header {
+                        name: "X-Contract-Call".into(),
+                        value: call.call_id.clone(),
+                    },
+                ],
                 pass_through: vec![],
                 remove_headers: vec![],
                 response_headers: vec![],

@@ -33,6 +33,7 @@ pub struct Probe {
     refer: Refer,
     refer_target: Option<String>,
     record: bool,
+    echo: bool,
     invites_seen: u64,
 }
 
@@ -73,6 +74,7 @@ impl Plugin for Probe {
             refer,
             refer_target: config.opt_str("refer-target")?.map(str::to_owned),
             record: config.get_bool("record").unwrap_or(false),
+            echo: config.get_bool("echo").unwrap_or(false),
             invites_seen: 0,
         })
     }
@@ -128,14 +130,34 @@ impl Plugin for Probe {
 
     fn on_response(
         &mut self,
-        _call: &CallInfo,
+        call: &CallInfo,
         leg: Leg,
         method: &str,
         response: &Response,
     ) -> HeaderEdits {
-        HeaderEdits::new().add(
+        let seen = HeaderEdits::new().add(
             "X-Probe-Seen",
             format!("{}:{leg}:{method}:{}", self.tag, response.status),
+        );
+        if !self.echo {
+            return seen;
+        }
+        // What the plugin was told of the call and of the response, for the far end to check.
+        seen.add(
+            "X-Probe-Call",
+            format!(
+                "{} {} {}",
+                call.call_id,
+                call.b_call_id.as_deref().unwrap_or("-"),
+                call.request_uri
+            ),
+        )
+        .add(
+            "X-Probe-Echo",
+            response
+                .headers_named("X-Echo")
+                .collect::<Vec<_>>()
+                .join(","),
         )
     }
 
@@ -317,7 +339,7 @@ mod tests {
         let r = Response {
             status: 183,
             reason: "Session Progress".into(),
-            headers: vec![],
+            headers: Headers::default(),
             body_type: None,
         };
         assert_eq!(
@@ -328,7 +350,7 @@ mod tests {
             refer_to: "sip:x@y".into(),
             referred_by: None,
             replaces: None,
-            headers: vec![],
+            headers: Headers::default(),
         };
         assert_eq!(
             p.on_refer(&call(), Leg::A, &t),

@@ -1,8 +1,11 @@
-//! Contract `callgate:plugin@0.1.1`: generated bindings, the host imports, and conversions between
+//! Contract `callgate:plugin@0.1.2`: generated bindings, the host imports, and conversions between
 //! generated types and the host's own (`plugin::decision`). Generated types stop here.
 //!
-//! These bindings serve every plugin of the 0.1 track: 0.1.1 only added an interface (`metrics`), and
-//! wasmtime resolves a 0.1.0 plugin's imports and its `hooks@0.1.0` export by semver against these.
+//! These bindings serve every plugin of the 0.1 track. 0.1.1 and 0.1.2 only added interfaces
+//! (`metrics`; `call` and the `lean-hooks` export), and wasmtime resolves a 0.1.0 or 0.1.1 plugin's
+//! imports and its `hooks@0.1.z` export by semver against these. A plugin exports either `hooks`
+//! (every hook gets the call's facts and a string per header name and value) or `lean-hooks` (the
+//! facts on request through `call`, a message's headers as one string): [`Pre::new`] finds which.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,26 +20,29 @@ use super::super::ctx::{PluginCtx, STATE_MAX_KEY, STATE_MAX_KEYS, STATE_MAX_VALU
 use super::super::decision as d;
 
 wasmtime::component::bindgen!({
-    path: "../wit/since_v0.1.1",
-    world: "plugin",
+    path: "../wit/since_v0.1.2",
+    world: "gateway",
     exports: { default: async },
 });
 
-use callgate::plugin::{call_control, call_state, config, log, metrics, types as t};
-pub(crate) use exports::callgate::plugin::hooks;
+use callgate::plugin::{call, call_control, call_state, config, log, metrics, types as t};
+pub(crate) use exports::callgate::plugin::{hooks, lean_hooks};
 
 /// The contract version this module speaks; plugins built for an earlier patch of the same track
-/// (0.1.0) load too.
-pub(crate) const VERSION: (u32, u32, u32) = (0, 1, 1);
+/// (0.1.0, 0.1.1) load too.
+pub(crate) const VERSION: (u32, u32, u32) = (0, 1, 2);
 
 /// The hooks interface of this version; wasmtime's semver lookup also finds an earlier 0.1.z.
-const HOOKS_EXPORT: &str = "callgate:plugin/hooks@0.1.1";
+const HOOKS_EXPORT: &str = "callgate:plugin/hooks@0.1.2";
+
+/// The cheaper hooks interface, new in 0.1.2.
+const LEAN_HOOKS_EXPORT: &str = "callgate:plugin/lean-hooks@0.1.2";
 
 /// Adds this version's host imports to `linker`.
 pub(crate) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<PluginCtx>,
 ) -> wasmtime::Result<()> {
-    Plugin::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(linker, |c| c)
+    Gateway::add_to_linker::<PluginCtx, HasSelf<PluginCtx>>(linker, |c| c)
 }
 
 impl t::Host for PluginCtx {}
@@ -51,6 +57,16 @@ impl metrics::Host for PluginCtx {
         {
             tracing::warn!(plugin = %self.plugin.name, counter = %cut(&name, 80), "counter ignored: {why}");
         }
+    }
+}
+
+impl call::Host for PluginCtx {
+    fn info(&mut self) -> Option<t::CallInfo> {
+        self.scope.as_ref().map(|s| (&s.info).into())
+    }
+
+    fn b_call_id(&mut self) -> Option<String> {
+        self.scope.as_ref()?.info.b_call_id.clone()
     }
 }
 
@@ -383,6 +399,62 @@ impl From<&d::TransferRequest> for hooks::TransferRequest {
     }
 }
 
+// `lean-hooks` takes a message's headers as one block of `Name: value` CR LF lines: one string
+// lowered into the plugin instead of two per header, each of which costs a call into the guest's
+// allocator.
+
+/// The `head` text of `lean-hooks` records.
+fn head_text<'a>(headers: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> String {
+    let len = headers.clone().map(|(n, v)| n.len() + v.len() + 4).sum();
+    let mut head = String::with_capacity(len);
+    for (name, value) in headers {
+        head.push_str(name);
+        head.push_str(": ");
+        head.push_str(value);
+        head.push_str("\r\n");
+    }
+    head
+}
+
+fn view_head(h: &[d::HeaderView<'_>]) -> String {
+    head_text(h.iter().map(|h| (h.name, h.value)))
+}
+
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct LeanRequestArg<'a> {
+    method: &'a str,
+    uri: &'a str,
+    head: &'a str,
+    #[component(name = "body-type")]
+    body_type: Option<&'a str>,
+}
+
+#[derive(ComponentType, Lower)]
+#[component(record)]
+struct LeanResponseArg<'a> {
+    status: u16,
+    reason: &'a str,
+    head: &'a str,
+    #[component(name = "body-type")]
+    body_type: Option<&'a str>,
+}
+
+impl From<&d::TransferRequest> for lean_hooks::TransferRequest {
+    fn from(r: &d::TransferRequest) -> Self {
+        lean_hooks::TransferRequest {
+            refer_to: r.refer_to.clone(),
+            referred_by: r.referred_by.clone(),
+            replaces: r.replaces.clone(),
+            head: head_text(
+                r.headers
+                    .iter()
+                    .map(|h| (h.name.as_str(), h.value.as_str())),
+            ),
+        }
+    }
+}
+
 impl From<d::MediaState> for t::MediaState {
     fn from(s: d::MediaState) -> Self {
         match s {
@@ -480,50 +552,11 @@ impl From<t::MediaMode> for d::MediaMode {
     }
 }
 
-impl From<hooks::InviteDecision> for d::InviteDecision {
-    fn from(x: hooks::InviteDecision) -> Self {
-        match x {
-            hooks::InviteDecision::Forward(f) => d::InviteDecision::Forward(d::Forward {
-                target: f.target,
-                invite_headers: headers_out(f.invite_headers),
-                pass_through: f.pass_through,
-                remove_headers: f.remove_headers,
-                response_headers: headers_out(f.response_headers),
-                media: f.media.map(Into::into),
-            }),
-            hooks::InviteDecision::Reject(r) => d::InviteDecision::Reject(d::Reject {
-                status: r.status,
-                reason: r.reason,
-                headers: headers_out(r.headers),
-            }),
-            hooks::InviteDecision::Redirect(r) => d::InviteDecision::Redirect(d::Redirect {
-                status: r.status,
-                contacts: r.contacts,
-                headers: headers_out(r.headers),
-            }),
-        }
-    }
-}
-
 impl From<t::HeaderEdits> for d::HeaderEdits {
     fn from(e: t::HeaderEdits) -> Self {
         d::HeaderEdits {
             add: headers_out(e.add),
             remove: e.remove,
-        }
-    }
-}
-
-impl From<hooks::ReferDecision> for d::ReferDecision {
-    fn from(x: hooks::ReferDecision) -> Self {
-        match x {
-            hooks::ReferDecision::NoOpinion => d::ReferDecision::NoOpinion,
-            hooks::ReferDecision::Reject(s) => d::ReferDecision::Reject(s),
-            hooks::ReferDecision::Pass => d::ReferDecision::Pass,
-            hooks::ReferDecision::Perform(p) => d::ReferDecision::Perform {
-                target: p.target,
-                headers: headers_out(p.headers),
-            },
         }
     }
 }
@@ -544,37 +577,84 @@ impl From<t::RecordOptions> for d::RecordOptions {
     }
 }
 
-impl From<hooks::RecordingDecision> for d::RecordingDecision {
-    fn from(x: hooks::RecordingDecision) -> Self {
-        match x {
-            hooks::RecordingDecision::None => d::RecordingDecision::None,
-            hooks::RecordingDecision::Record(o) => d::RecordingDecision::Record(o.into()),
+/// The decisions of `hooks` and `lean-hooks` are records and variants of the same shape in two
+/// interfaces, hence two sets of generated types: one conversion text serves both.
+macro_rules! decisions_into_host {
+    ($m:ident) => {
+        impl From<$m::InviteDecision> for d::InviteDecision {
+            fn from(x: $m::InviteDecision) -> Self {
+                match x {
+                    $m::InviteDecision::Forward(f) => d::InviteDecision::Forward(d::Forward {
+                        target: f.target,
+                        invite_headers: headers_out(f.invite_headers),
+                        pass_through: f.pass_through,
+                        remove_headers: f.remove_headers,
+                        response_headers: headers_out(f.response_headers),
+                        media: f.media.map(Into::into),
+                    }),
+                    $m::InviteDecision::Reject(r) => d::InviteDecision::Reject(d::Reject {
+                        status: r.status,
+                        reason: r.reason,
+                        headers: headers_out(r.headers),
+                    }),
+                    $m::InviteDecision::Redirect(r) => d::InviteDecision::Redirect(d::Redirect {
+                        status: r.status,
+                        contacts: r.contacts,
+                        headers: headers_out(r.headers),
+                    }),
+                }
+            }
         }
-    }
+        impl From<$m::ReferDecision> for d::ReferDecision {
+            fn from(x: $m::ReferDecision) -> Self {
+                match x {
+                    $m::ReferDecision::NoOpinion => d::ReferDecision::NoOpinion,
+                    $m::ReferDecision::Reject(s) => d::ReferDecision::Reject(s),
+                    $m::ReferDecision::Pass => d::ReferDecision::Pass,
+                    $m::ReferDecision::Perform(p) => d::ReferDecision::Perform {
+                        target: p.target,
+                        headers: headers_out(p.headers),
+                    },
+                }
+            }
+        }
+        impl From<$m::RecordingDecision> for d::RecordingDecision {
+            fn from(x: $m::RecordingDecision) -> Self {
+                match x {
+                    $m::RecordingDecision::None => d::RecordingDecision::None,
+                    $m::RecordingDecision::Record(o) => d::RecordingDecision::Record(o.into()),
+                }
+            }
+        }
+
+        impl From<&$m::PluginInfo> for super::super::HookMask {
+            /// The hooks a plugin asked for, from `init`'s answer.
+            fn from(info: &$m::PluginInfo) -> Self {
+                use super::super::stats::Hook;
+                let f = info.hooks;
+                let mut m = super::super::HookMask::default();
+                for (flag, hook) in [
+                    ($m::HookSet::INVITE, Hook::Invite),
+                    ($m::HookSet::RESPONSE, Hook::Response),
+                    ($m::HookSet::REFER, Hook::Refer),
+                    ($m::HookSet::RECORDING, Hook::Recording),
+                    ($m::HookSet::MEDIA_STATE, Hook::MediaState),
+                    ($m::HookSet::DTMF, Hook::Dtmf),
+                    ($m::HookSet::CALL_END, Hook::CallEnd),
+                ] {
+                    if f.contains(flag) {
+                        m.insert(hook);
+                    }
+                }
+                m
+            }
+        }
+    };
 }
 
-/// The hooks a plugin asked for, from `init`'s answer.
-pub(crate) fn hook_mask(info: &hooks::PluginInfo) -> super::super::HookMask {
-    use super::super::stats::Hook;
-    let f = info.hooks;
-    let mut m = super::super::HookMask::default();
-    for (flag, hook) in [
-        (hooks::HookSet::INVITE, Hook::Invite),
-        (hooks::HookSet::RESPONSE, Hook::Response),
-        (hooks::HookSet::REFER, Hook::Refer),
-        (hooks::HookSet::RECORDING, Hook::Recording),
-        (hooks::HookSet::MEDIA_STATE, Hook::MediaState),
-        (hooks::HookSet::DTMF, Hook::Dtmf),
-        (hooks::HookSet::CALL_END, Hook::CallEnd),
-    ] {
-        if f.contains(flag) {
-            m.insert(hook);
-        }
-    }
-    m
-}
+decisions_into_host!(hooks);
+decisions_into_host!(lean_hooks);
 
-/// Calls one hook on a live instance, converting arguments and results.
 /// The hooks of the contract, as an index into [`HookTable`].
 #[derive(Clone, Copy)]
 enum F {
@@ -588,7 +668,7 @@ enum F {
     OnCallEnd,
 }
 
-/// Export names, in `F` order.
+/// Export names, in `F` order (the same in `hooks` and `lean-hooks`).
 const HOOK_NAMES: [&str; 8] = [
     "init",
     "on-invite",
@@ -600,11 +680,13 @@ const HOOK_NAMES: [&str; 8] = [
     "on-call-end",
 ];
 
-/// One component's hook exports, found once. The generated `PluginPre::instantiate` type-checks
-/// all eight hook functions of every new instance (a tenth of a fresh instance + hook); here each
-/// hook is type-checked once per component, the first time it is called, and every later instance
-/// fetches only the hook it runs.
+/// One component's hook exports, found once. The generated `instantiate` type-checks every hook
+/// function of every new instance (a tenth of a fresh instance + hook); here each hook is
+/// type-checked once per component, the first time it is called, and every later instance fetches
+/// only the hook it runs.
 struct HookTable {
+    /// The component exports `lean-hooks` (else `hooks`).
+    lean: bool,
     funcs: [ComponentExportIndex; 8],
     checked: [AtomicBool; 8],
 }
@@ -616,21 +698,26 @@ pub(crate) struct Pre {
 }
 
 impl Pre {
-    /// Finds the hook exports (any 0.1.z `hooks` export, by semver) and checks the names a
-    /// plugin must export.
+    /// Finds the hook exports: `lean-hooks@0.1.2`, else any 0.1.z `hooks` (by semver).
     pub(crate) fn new(pre: InstancePre<PluginCtx>) -> wasmtime::Result<Self> {
-        // The generated bindings' own check of the export names, once per component.
-        PluginPre::new(pre.clone())?;
         let component = pre.component();
-        let iface = component
-            .get_export_index(None, HOOKS_EXPORT)
-            .ok_or_else(|| wasmtime::format_err!("no export `{HOOKS_EXPORT}`"))?;
+        let (lean, export, iface) = match component.get_export_index(None, LEAN_HOOKS_EXPORT) {
+            Some(i) => (true, LEAN_HOOKS_EXPORT, i),
+            None => {
+                let i = component
+                    .get_export_index(None, HOOKS_EXPORT)
+                    .ok_or_else(|| {
+                        wasmtime::format_err!("no export `{HOOKS_EXPORT}` or `{LEAN_HOOKS_EXPORT}`")
+                    })?;
+                (false, HOOKS_EXPORT, i)
+            }
+        };
         let mut funcs = Vec::with_capacity(HOOK_NAMES.len());
         for name in HOOK_NAMES {
             funcs.push(
                 component
                     .get_export_index(Some(&iface), name)
-                    .ok_or_else(|| wasmtime::format_err!("`{HOOKS_EXPORT}` lacks `{name}`"))?,
+                    .ok_or_else(|| wasmtime::format_err!("`{export}` lacks `{name}`"))?,
             );
         }
         let funcs = funcs
@@ -639,6 +726,7 @@ impl Pre {
         Ok(Self {
             pre,
             table: Arc::new(HookTable {
+                lean,
                 funcs,
                 checked: Default::default(),
             }),
@@ -656,6 +744,17 @@ impl Pre {
     }
 }
 
+impl Pre {
+    /// The hooks of an instance of this component made without [`Pre::instantiate`] (the
+    /// pre-initialiser's instrumented one).
+    pub(crate) fn hooks_of(&self, instance: Instance) -> Hooks {
+        Hooks {
+            instance,
+            table: self.table.clone(),
+        }
+    }
+}
+
 /// The hooks of one live instance.
 pub(crate) struct Hooks {
     instance: Instance,
@@ -664,7 +763,8 @@ pub(crate) struct Hooks {
 
 impl Hooks {
     /// Calls hook `f` with these parameter and result types. Each `F` is called from exactly one
-    /// place below, always with the same types, so one successful check covers every later call.
+    /// place below per interface, always with the same types, so one successful check covers every
+    /// later call of a component (which exports one of the two).
     async fn call<P, R>(&self, store: &mut Store<PluginCtx>, f: F, args: P) -> wasmtime::Result<R>
     where
         P: ComponentNamedList + Lower + Send + Sync,
@@ -679,7 +779,8 @@ impl Hooks {
                 wasmtime::format_err!("hook `{}` missing", HOOK_NAMES[f as usize])
             })?;
             // SAFETY: this component's export was checked against exactly `P` and `R` (the types
-            // of the one call site of `f`), and every instance of a component has its types.
+            // of the one call site of `f` for its interface), and every instance of a component
+            // has its types.
             unsafe { TypedFunc::<P, R>::new_unchecked(func) }
         } else {
             let typed = self.instance.get_typed_func::<P, R>(&mut *store, index)?;
@@ -689,20 +790,110 @@ impl Hooks {
         typed.call_async(&mut *store, args).await
     }
 
+    /// Whether hooks take the call's facts as an argument (`hooks`), which the caller then
+    /// converts once per call and passes to [`call_hook`].
+    pub(crate) fn takes_call_info(&self) -> bool {
+        !self.table.lean
+    }
+
+    /// Runs `init`: the hooks the plugin asked for, or its refusal.
     pub(crate) async fn call_init(
         &self,
         store: &mut Store<PluginCtx>,
         config: &str,
-    ) -> wasmtime::Result<Result<hooks::PluginInfo, String>> {
-        let (r,) = self.call(store, F::Init, (config,)).await?;
-        Ok(r)
+    ) -> wasmtime::Result<Result<super::super::HookMask, String>> {
+        Ok(if self.table.lean {
+            let (r,): (Result<lean_hooks::PluginInfo, String>,) =
+                self.call(store, F::Init, (config,)).await?;
+            r.map(|i| (&i).into())
+        } else {
+            let (r,): (Result<hooks::PluginInfo, String>,) =
+                self.call(store, F::Init, (config,)).await?;
+            r.map(|i| (&i).into())
+        })
     }
 }
 
-/// The call as hooks receive it, in this version's types: a call converts it once.
+/// The call as `hooks` receive it, in this version's types: a call converts it once.
 pub(crate) type LoweredCallInfo = t::CallInfo;
 
+/// Calls one hook on a live instance, converting arguments and results. `ci` is needed (and only
+/// read) when the instance [`Hooks::takes_call_info`].
 pub(crate) async fn call_hook(
+    live: &mut super::super::loaded::Live,
+    ci: Option<&LoweredCallInfo>,
+    call: &super::super::call::HookCall<'_>,
+) -> wasmtime::Result<super::super::call::HookReturn> {
+    if live.hooks.table.lean {
+        call_lean(live, call).await
+    } else {
+        let ci = ci.ok_or_else(|| wasmtime::format_err!("no call info for `hooks`"))?;
+        call_classic(live, ci, call).await
+    }
+}
+
+async fn call_lean(
+    live: &mut super::super::loaded::Live,
+    call: &super::super::call::HookCall<'_>,
+) -> wasmtime::Result<super::super::call::HookReturn> {
+    use super::super::call::{HookCall as C, HookReturn as R};
+    let h = &live.hooks;
+    let store = &mut live.store;
+    Ok(match call {
+        C::Invite(req) => {
+            let head = view_head(&req.headers);
+            let req = LeanRequestArg {
+                method: req.method,
+                uri: req.uri,
+                head: &head,
+                body_type: req.body_type,
+            };
+            let (d,): (lean_hooks::InviteDecision,) = h.call(store, F::OnInvite, (&req,)).await?;
+            R::Invite(d.into())
+        }
+        C::Response(leg, method, resp) => {
+            let head = view_head(&resp.headers);
+            let resp = LeanResponseArg {
+                status: resp.status,
+                reason: resp.reason,
+                head: &head,
+                body_type: resp.body_type,
+            };
+            let leg: t::Leg = (*leg).into();
+            let (e,): (t::HeaderEdits,) =
+                h.call(store, F::OnResponse, (leg, *method, &resp)).await?;
+            R::Response(e.into())
+        }
+        C::Refer(leg, tr) => {
+            let tr: lean_hooks::TransferRequest = (*tr).into();
+            let leg: t::Leg = (*leg).into();
+            let (d,): (lean_hooks::ReferDecision,) = h.call(store, F::OnRefer, (leg, &tr)).await?;
+            R::Refer(d.into())
+        }
+        C::Recording => {
+            let (d,): (lean_hooks::RecordingDecision,) =
+                h.call(store, F::RecordingPolicy, ()).await?;
+            R::Recording(d.into())
+        }
+        C::MediaState(leg, change) => {
+            let (leg, change): (t::Leg, t::MediaChange) = ((*leg).into(), (*change).into());
+            let (): () = h.call(store, F::OnMediaState, (leg, change)).await?;
+            R::Unit
+        }
+        C::Dtmf(leg, dtmf) => {
+            let (leg, dtmf): (t::Leg, t::Dtmf) = ((*leg).into(), (*dtmf).into());
+            let (): () = h.call(store, F::OnDtmf, (leg, dtmf)).await?;
+            R::Unit
+        }
+        C::CallEnd(summary) => {
+            let summary: t::CallSummary = (*summary).into();
+            let (): () = h.call(store, F::OnCallEnd, (&summary,)).await?;
+            R::Unit
+        }
+    })
+}
+
+async fn call_classic(
     live: &mut super::super::loaded::Live,
     ci: &LoweredCallInfo,
     call: &super::super::call::HookCall<'_>,
