@@ -1,4 +1,4 @@
-//! Builds the in-tree plugins (`plugins/*`, `plugins/testing/*`; Rust, C or Python) as wasm32-wasip2
+//! Builds the in-tree plugins (`plugins/*`, `plugins/testing/*`; Rust, C or Python) as
 //! components, so that the gateway's default config, the tests and the benchmarks find them without
 //! a manual step.
 //!
@@ -79,7 +79,7 @@ fn main() {
         (rust, others.join().expect("the C/Python build thread"))
     });
     let rust_built = rust_built.unwrap_or_else(|e| {
-        panic!("building the Rust plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`): {e}")
+        panic!("building the Rust plugins failed (are the wasm targets installed? `rustup target add wasm32-unknown-unknown wasm32-wasip2`): {e}")
     });
     let others_built = others_built.unwrap_or_else(|e| panic!("building a plugin failed: {e}"));
 

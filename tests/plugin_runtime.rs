@@ -357,6 +357,41 @@ async fn what_a_plugin_writes_to_stderr_reaches_the_log_under_its_name() {
 }
 
 #[tokio::test]
+async fn a_plugin_built_without_wasi_logs_its_panic_under_its_name() {
+    logs::capture();
+    let rt = runtime();
+    let spec = PluginSpec::new("panicker", wasm("probe")).with_config(json!({ "bad": "panic" }));
+    let bad = load(&rt, spec).await;
+    // The SDK's plugins import no WASI at all: nothing of the system beyond the contract.
+    let artifact =
+        callgate::plugin::Artifact::read(&std::fs::read(wasm("probe")).unwrap()).unwrap();
+    assert!(
+        artifact
+            .imports
+            .iter()
+            .all(|i| i.starts_with("callgate:plugin/")),
+        "{:?}",
+        artifact.imports
+    );
+    let chain = Chain::new(vec![bad.clone()]);
+    call(&chain).on_invite(&invite(&[])).await;
+    assert_eq!(
+        bad.stats()
+            .hook(Hook::Invite)
+            .failures_of(FailureKind::Trap),
+        1
+    );
+    // The SDK's panic hook sent the message through the `log` import before the trap.
+    let log = logs::text();
+    assert!(
+        log.lines().any(|l| l.contains("ERROR")
+            && l.contains("plugin=\"panicker\"")
+            && l.contains("probe probe: asked to panic")),
+        "{log}"
+    );
+}
+
+#[tokio::test]
 async fn the_reject_policy_answers_the_call_when_the_plugin_fails() {
     let rt = runtime();
     let bad = load(&rt, misbehave_spec(true)).await;

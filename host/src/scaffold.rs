@@ -193,7 +193,8 @@ name = "{name}"
 version = "0.1.0"
 edition = "2024"
 
-# A plugin is a component: `callgate plugin build` builds it for wasm32-wasip2.
+# A plugin is a component: `callgate plugin build` builds it for wasm32-unknown-unknown (no WASI)
+# and makes the module a component; `[package.metadata.callgate] wasi = true` builds for wasm32-wasip2.
 [lib]
 crate-type = ["cdylib", "rlib"]
 

@@ -248,6 +248,22 @@ pub mod __private {
         static CALL: RefCell<Option<CallInfo>> = const { RefCell::new(None) };
     }
 
+    /// Logs a panic as one line (message, then where), before the trap that follows it.
+    #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+    fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        crate::log::error(&format!("panic: {message}{at}"));
+    }
+
     /// Runs `f` on the instance and the call's facts, or returns `default()` if there is no
     /// instance (a hook before `init`) or it is busy (re-entry, which the host never does).
     fn with<P: Export, R>(
@@ -277,6 +293,10 @@ pub mod __private {
 
     impl<P: Export> wit::Guest for Component<P> {
         fn init(config: String) -> Result<wit::PluginInfo, String> {
+            // Without WASI, std's panic hook has no stderr to write to: send the message to the
+            // gateway's log before the trap. (With WASI, the gateway logs the plugin's stderr.)
+            #[cfg(all(target_family = "wasm", target_os = "unknown"))]
+            std::panic::set_hook(Box::new(log_panic));
             let config = Config::from_json(&config)?;
             let plugin = P::new(&config)?;
             P::slot().with(|cell| {

@@ -1,11 +1,11 @@
-//! Builds a Callgate plugin directory into a WebAssembly component (`wasm32-wasip2`), whatever
-//! language it is written in.
+//! Builds a Callgate plugin directory into a WebAssembly component, whatever language it is written
+//! in.
 //!
 //! The language is read from the directory ([`Lang::detect`]):
 //!
 //! | language | recognised by | built with |
 //! | --- | --- | --- |
-//! | Rust | `Cargo.toml` | `cargo build --target wasm32-wasip2 --profile plugin` |
+//! | Rust | `Cargo.toml` | `cargo build --target wasm32-unknown-unknown --profile plugin`, made a component by `wit-component` (in-process); `--target wasm32-wasip2` when `[package.metadata.callgate] wasi = true` |
 //! | C | `*.c` files | bindings from `wit-bindgen-c` (in-process), then `clang --target=wasm32-wasi` linked by `wasm-component-ld` |
 //! | Python | `app.py` | `componentize-py -d <wit> -w plugin componentize app` |
 //!
@@ -16,8 +16,8 @@
 //! incremental build instead.
 //!
 //! The tools come from the system: `clang`, `lld`, `wasi-libc` and `libclang-rt-14-dev-wasm32`
-//! (Debian packages) for C, `componentize-py` (PyPI) for Python, the `wasm32-wasip2` rustup target
-//! for Rust. A missing one is reported as [`Error::MissingTool`] with what to install.
+//! (Debian packages) for C, `componentize-py` (PyPI) for Python, the `wasm32-unknown-unknown` (and,
+//! for plugins that ask for WASI, `wasm32-wasip2`) rustup targets for Rust. A missing one is reported as [`Error::MissingTool`] with what to install.
 
 mod c;
 mod digest;
@@ -36,7 +36,8 @@ pub const WORLD: &str = "plugin";
 /// The language a plugin directory is written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Lang {
-    /// A cargo package (`Cargo.toml`) with a `cdylib` target, built for `wasm32-wasip2`.
+    /// A cargo package (`Cargo.toml`) with a `cdylib` target, built for `wasm32-unknown-unknown`
+    /// (or `wasm32-wasip2`, see the module docs).
     Rust,
     /// C sources (`*.c` directly in the directory), with bindings generated for the world.
     C,
@@ -119,6 +120,14 @@ pub enum Error {
         /// The Cargo.toml.
         path: PathBuf,
         /// What is wrong.
+        message: String,
+    },
+    /// A built core module could not be made a component.
+    #[error("{}: not a plugin component: {message}", path.display())]
+    Component {
+        /// The core module.
+        path: PathBuf,
+        /// wit-component's message.
         message: String,
     },
     /// A build tool ran and failed.

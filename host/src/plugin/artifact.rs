@@ -59,10 +59,11 @@ pub enum ArtifactError {
     /// A wasm file that does not parse.
     #[error("malformed wasm: {0}")]
     Parse(wasmparser::BinaryReaderError),
-    /// A core module: plugins are components (`cargo build --target wasm32-wasip2`, or
+    /// A core module: plugins are components (`callgate plugin build`, `cargo build --target
+    /// wasm32-wasip2`, or
     /// `wasm-tools component new`).
     #[error(
-        "a core wasm module, not a component: build for wasm32-wasip2 or wrap it with `wasm-tools component new`"
+        "a core wasm module, not a component: build it with `callgate plugin build`, for wasm32-wasip2, or wrap it with `wasm-tools component new`"
     )]
     NotComponent,
     /// The metadata section is there but is not the JSON the SDK writes.

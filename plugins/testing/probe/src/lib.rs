@@ -14,6 +14,7 @@ enum Bad {
     Target,
     Status,
     Name,
+    Panic,
 }
 
 /// What to answer to REFER, from config `refer`.
@@ -58,6 +59,7 @@ impl Plugin for Probe {
             Some("bad-target") => Some(Bad::Target),
             Some("bad-status") => Some(Bad::Status),
             Some("bad-name") => Some(Bad::Name),
+            Some("panic") => Some(Bad::Panic),
             Some(other) => return Err(format!("probe: unknown `bad` value {other:?}")),
         };
         let refer = match config.opt_str("refer")? {
@@ -123,6 +125,7 @@ impl Plugin for Probe {
             Some(Bad::Crlf) => forward.invite_header("X-Evil", "a\r\nInjected: yes"),
             Some(Bad::Target) => forward.target("http://example.com/"),
             Some(Bad::Name) => forward.invite_header("X Bad Name", "v"),
+            Some(Bad::Panic) => panic!("probe {}: asked to panic", self.tag),
             Some(Bad::Status) | None => forward,
         };
         forward.into()
