@@ -329,24 +329,28 @@ async fn a_looping_plugin_is_cut_at_its_deadline_and_the_call_continues() {
     );
 }
 
+/// Runs `on-invite` on `plugin` alone, which must trap once; returns the log captured so far.
+async fn trap_in_on_invite(plugin: &Arc<LoadedPlugin>, headers: &[(&str, &str)]) -> String {
+    let chain = Chain::new(vec![plugin.clone()]);
+    call(&chain).on_invite(&invite(headers)).await;
+    assert_eq!(
+        plugin
+            .stats()
+            .hook(Hook::Invite)
+            .failures_of(FailureKind::Trap),
+        1
+    );
+    logs::text()
+}
+
 #[tokio::test]
 async fn what_a_plugin_writes_to_stderr_reaches_the_log_under_its_name() {
     logs::capture();
     let rt = runtime();
     // A name of its own, to find this test's lines among the binary's.
     let bad = load(&rt, PluginSpec::new("stderr-writer", wasm("misbehave"))).await;
-    let chain = Chain::new(vec![bad.clone()]);
-    call(&chain)
-        .on_invite(&invite(&[("X-Misbehave", "trap")]))
-        .await;
-    assert_eq!(
-        bad.stats()
-            .hook(Hook::Invite)
-            .failures_of(FailureKind::Trap),
-        1
-    );
+    let log = trap_in_on_invite(&bad, &[("X-Misbehave", "trap")]).await;
     // The panic message, written by the guest through WASI's stderr before it trapped.
-    let log = logs::text();
     assert!(
         log.lines().any(|l| l.contains("WARN")
             && l.contains("plugin=stderr-writer")
@@ -373,16 +377,8 @@ async fn a_plugin_built_without_wasi_logs_its_panic_under_its_name() {
         "{:?}",
         artifact.imports
     );
-    let chain = Chain::new(vec![bad.clone()]);
-    call(&chain).on_invite(&invite(&[])).await;
-    assert_eq!(
-        bad.stats()
-            .hook(Hook::Invite)
-            .failures_of(FailureKind::Trap),
-        1
-    );
+    let log = trap_in_on_invite(&bad, &[]).await;
     // The SDK's panic hook sent the message through the `log` import before the trap.
-    let log = logs::text();
     assert!(
         log.lines().any(|l| l.contains("ERROR")
             && l.contains("plugin=\"panicker\"")
