@@ -99,6 +99,19 @@ async fn in_dialog_requests_are_relayed_with_plugin_edits_on_their_responses() {
         ],
     )
     .await;
+    // The plugin read the call's facts in on-invite, before the B leg had a Call-ID...
+    let a_call_id = caller.call_id.clone();
+    let a_uri = caller
+        .invite
+        .as_ref()
+        .unwrap()
+        .request_uri()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        b_invite.header("X-Probe-Call"),
+        Some(format!("{a_call_id} - {a_uri}").as_str())
+    );
     // Session timers pass end to end so the parties refresh the session themselves.
     assert_eq!(
         b_invite.header("Session-Expires"),
@@ -149,20 +162,11 @@ async fn in_dialog_requests_are_relayed_with_plugin_edits_on_their_responses() {
             Some(format!("p:b:{}:200", method.as_str()).as_str()),
             "the plugin's on-response edit reaches the caller"
         );
-        // The plugin read the call's facts (asked of the host once per call, the B leg's Call-ID
-        // once known) and the response's headers, in order and with a colon inside a value.
-        let a_invite = caller.invite.as_ref().expect("the caller sent an INVITE");
+        // ...and again here, where the B leg's Call-ID is known (the SDK asks the host for it
+        // until it is), with the response's headers, in order and with a colon inside a value.
         assert_eq!(
             resp.header("X-Probe-Call"),
-            Some(
-                format!(
-                    "{} {} {}",
-                    caller.call_id,
-                    b_invite.call_id(),
-                    a_invite.request_uri().unwrap()
-                )
-                .as_str()
-            )
+            Some(format!("{a_call_id} {} {a_uri}", b_invite.call_id()).as_str())
         );
         assert_eq!(resp.header("X-Probe-Echo"), Some("one: 1,two"));
         if method == Method::Invite {

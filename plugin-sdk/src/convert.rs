@@ -44,9 +44,9 @@ impl From<Leg> for w::Leg {
     }
 }
 
-impl From<w::CallInfo> for CallInfo {
+impl From<w::CallInfo> for CallFacts {
     fn from(x: w::CallInfo) -> Self {
-        CallInfo {
+        CallFacts {
             call_ref: x.call_ref,
             call_id: x.call_id,
             b_call_id: x.b_call_id,

@@ -160,6 +160,43 @@ impl From<WitControlError> for ControlError {
     }
 }
 
+/// The facts of the call whose hook runs, for [`crate::CallInfo`]'s first read in a hook. Asked of
+/// the host once per instance (an instance serves one call), then only the B leg's Call-ID until it
+/// is known. Outside a hook the host has no call: the facts are empty and not kept.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn call_facts() -> std::rc::Rc<crate::CallFacts> {
+    use crate::__wit::callgate::plugin::call as wcall;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    thread_local! {
+        static CALL: RefCell<Option<Rc<crate::CallFacts>>> = const { RefCell::new(None) };
+    }
+    CALL.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        match cached.as_ref() {
+            Some(f) if f.b_call_id.is_some() => f.clone(),
+            Some(f) => match wcall::b_call_id() {
+                Some(b) => {
+                    let mut facts = (**f).clone();
+                    facts.b_call_id = Some(b);
+                    cached.insert(Rc::new(facts)).clone()
+                }
+                None => f.clone(),
+            },
+            None => match wcall::info() {
+                Some(info) => cached.insert(Rc::new(info.into())).clone(),
+                None => Rc::default(),
+            },
+        }
+    })
+}
+
+/// Natively there is no host: a call read in a unit test without [`crate::CallInfo::new`] is empty.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn call_facts() -> std::rc::Rc<crate::CallFacts> {
+    std::rc::Rc::default()
+}
+
 /// Structured logging into the gateway's log, tagged with the plugin's name and the call's id.
 /// Messages over 4 KiB are cut; filtered-out levels are cheap. The macros `trace!` .. `error!` take
 /// `format!` arguments. Standard output and standard error also reach the log (`info`, `warn`).

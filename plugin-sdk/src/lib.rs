@@ -80,8 +80,8 @@ pub use crate::config::Config;
 pub use crate::host::{ControlError, Level, PromptHandle, StateError};
 pub use crate::host::{call_control, call_state, log, metrics};
 pub use crate::types::{
-    CallInfo, CallOutcome, CallSummary, Dtmf, DtmfSource, Forward, Header, HeaderEdits, Headers,
-    Initiator, InviteDecision, Leg, Legs, MediaChange, MediaMode, MediaSource, MediaState,
+    CallFacts, CallInfo, CallOutcome, CallSummary, Dtmf, DtmfSource, Forward, Header, HeaderEdits,
+    Headers, Initiator, InviteDecision, Leg, Legs, MediaChange, MediaMode, MediaSource, MediaState,
     RecordOptions, RecordStart, RecordingDecision, Redirect, ReferDecision, Reject, Request,
     Response, TransferRequest,
 };
@@ -100,10 +100,10 @@ pub use callgate_sdk_macros::plugin;
 /// Everything a plugin usually needs: `use callgate_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        CallInfo, CallOutcome, CallSummary, Config, ControlError, Dtmf, DtmfSource, Forward,
-        Header, HeaderEdits, Headers, Initiator, InviteDecision, Leg, Legs, MediaChange, MediaMode,
-        MediaSource, MediaState, Plugin, RecordOptions, RecordStart, RecordingDecision, Redirect,
-        ReferDecision, Reject, Request, Response, StateError, TransferRequest,
+        CallFacts, CallInfo, CallOutcome, CallSummary, Config, ControlError, Dtmf, DtmfSource,
+        Forward, Header, HeaderEdits, Headers, Initiator, InviteDecision, Leg, Legs, MediaChange,
+        MediaMode, MediaSource, MediaState, Plugin, RecordOptions, RecordStart, RecordingDecision,
+        Redirect, ReferDecision, Reject, Request, Response, StateError, TransferRequest,
     };
     pub use crate::{call_control, call_state, log, metrics};
     pub use crate::{debug, error, info, trace, warn};
@@ -227,7 +227,6 @@ pub mod __private {
     pub use crate::__wit::exports::callgate::plugin::lean_hooks::HookSet;
     pub use std::thread::LocalKey;
 
-    use crate::__wit::callgate::plugin::call as host_call;
     use crate::__wit::exports::callgate::plugin::lean_hooks as wit;
     use crate::{CallInfo, Config, Plugin};
 
@@ -241,12 +240,6 @@ pub mod __private {
 
     /// The component: implements the generated `Guest` by converting and forwarding to `P`.
     pub struct Component<P>(PhantomData<P>);
-
-    thread_local! {
-        /// The call's facts, asked of the host on the instance's first hook (an instance serves
-        /// one call), then only the B leg's Call-ID until it is known.
-        static CALL: RefCell<Option<CallInfo>> = const { RefCell::new(None) };
-    }
 
     /// Logs a panic as one line (message, then where), before the trap that follows it.
     #[cfg(all(target_family = "wasm", target_os = "unknown"))]
@@ -264,27 +257,16 @@ pub mod __private {
         crate::log::error(&format!("panic: {message}{at}"));
     }
 
-    /// Runs `f` on the instance and the call's facts, or returns `default()` if there is no
-    /// instance (a hook before `init`) or it is busy (re-entry, which the host never does).
+    /// Runs `f` on the instance and the call (its facts asked of the host only if `f` reads one),
+    /// or returns `default()` if there is no instance (a hook before `init`) or it is busy
+    /// (re-entry, which the host never does).
     fn with<P: Export, R>(
         default: impl FnOnce() -> R,
         f: impl FnOnce(&mut P, &CallInfo) -> R,
     ) -> R {
         P::slot().with(|cell| match cell.try_borrow_mut() {
             Ok(mut slot) => match slot.as_mut() {
-                Some(plugin) => CALL.with(|call| {
-                    let mut call = call.borrow_mut();
-                    match call.as_mut() {
-                        None => *call = host_call::info().map(Into::into),
-                        Some(c) if c.b_call_id.is_none() => c.b_call_id = host_call::b_call_id(),
-                        Some(_) => {}
-                    }
-                    match call.as_ref() {
-                        Some(c) => f(plugin, c),
-                        // Only outside a hook, where the host calls none of these.
-                        None => f(plugin, &CallInfo::default()),
-                    }
-                }),
+                Some(plugin) => f(plugin, &CallInfo::from_host()),
                 None => default(),
             },
             Err(_) => default(),

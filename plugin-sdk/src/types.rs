@@ -171,10 +171,10 @@ impl Leg {
     }
 }
 
-/// What the host knows of the call when it calls a hook. The same values are passed to every hook of
-/// one call, except `b_call_id`, which is set once the B leg exists.
+/// What the host knows of the call. The same for every hook of one call, except `b_call_id`, which
+/// is set once the B leg exists.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CallInfo {
+pub struct CallFacts {
     /// The host's number for this call, unique for the life of the process (the CDR's `call_ref`).
     pub call_ref: u64,
     /// The Call-ID of the A leg, as the caller sent it.
@@ -190,6 +190,57 @@ pub struct CallInfo {
     /// Where the A-leg INVITE came from: `transport:address:port`, e.g. `udp:127.0.0.1:5070`.
     pub source: String,
 }
+
+/// The call a hook runs for: read its facts as fields (`call.call_id`, through [`CallFacts`]).
+///
+/// The facts are asked of the host the first time a hook reads one, once per call (then only the B
+/// leg's Call-ID, until it is known), so a plugin that never looks at them never pays for them.
+#[derive(Clone, Default)]
+pub struct CallInfo {
+    facts: std::cell::OnceCell<std::rc::Rc<CallFacts>>,
+}
+
+impl CallInfo {
+    /// A call whose facts are these (e.g. in a plugin's unit tests).
+    pub fn new(facts: CallFacts) -> Self {
+        CallInfo {
+            facts: std::rc::Rc::new(facts).into(),
+        }
+    }
+
+    /// A call whose facts are asked of the host on first use.
+    pub(crate) fn from_host() -> Self {
+        CallInfo::default()
+    }
+}
+
+impl From<CallFacts> for CallInfo {
+    fn from(facts: CallFacts) -> Self {
+        CallInfo::new(facts)
+    }
+}
+
+impl core::ops::Deref for CallInfo {
+    type Target = CallFacts;
+
+    fn deref(&self) -> &CallFacts {
+        self.facts.get_or_init(crate::host::call_facts)
+    }
+}
+
+impl fmt::Debug for CallInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        CallFacts::fmt(self, f)
+    }
+}
+
+impl PartialEq for CallInfo {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for CallInfo {}
 
 /// A SIP request as the host received it: headers in wire order, without Via, Route, Record-Route;
 /// the body is not passed, only its type.
@@ -881,6 +932,24 @@ mod tests {
         );
         assert_eq!(RecordOptions::legs(Leg::B).legs, Legs::B);
         assert_eq!(RecordOptions::both().start, RecordStart::OnAnswer);
+    }
+
+    #[test]
+    fn a_call_reads_as_its_facts() {
+        let facts = CallFacts {
+            call_id: "c1".into(),
+            b_call_id: Some("b1".into()),
+            ..Default::default()
+        };
+        let call = CallInfo::new(facts.clone());
+        assert_eq!(
+            (call.call_id.as_str(), call.b_call_id.as_deref()),
+            ("c1", Some("b1"))
+        );
+        assert_eq!(*call, facts);
+        assert_eq!(call.clone(), CallInfo::from(facts));
+        // Natively there is no host to ask: a call not made of facts is empty.
+        assert_eq!(*CallInfo::from_host(), CallFacts::default());
     }
 
     #[test]

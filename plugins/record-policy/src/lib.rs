@@ -149,7 +149,7 @@ mod tests {
     }
 
     fn call(to: &str) -> CallInfo {
-        CallInfo {
+        CallInfo::new(CallFacts {
             call_ref: 1,
             call_id: "c".into(),
             b_call_id: None,
@@ -157,7 +157,7 @@ mod tests {
             to: to.into(),
             request_uri: "sip:x@gw".into(),
             source: "udp:127.0.0.1:5060".into(),
-        }
+        })
     }
 
     fn invite(uri: &str, headers: &[(&str, &str)]) -> Request {

@@ -48,6 +48,16 @@ impl Probe {
     }
 }
 
+/// What the plugin knows of the call, for `echo`: `<call-id> <b-call-id or -> <request-uri>`.
+fn call_line(call: &CallInfo) -> String {
+    format!(
+        "{} {} {}",
+        call.call_id,
+        call.b_call_id.as_deref().unwrap_or("-"),
+        call.request_uri
+    )
+}
+
 #[callgate_sdk::plugin]
 impl Plugin for Probe {
     fn new(config: &Config) -> Result<Self, String> {
@@ -81,7 +91,7 @@ impl Plugin for Probe {
         })
     }
 
-    fn on_invite(&mut self, _call: &CallInfo, request: &Request) -> InviteDecision {
+    fn on_invite(&mut self, call: &CallInfo, request: &Request) -> InviteDecision {
         self.invites_seen += 1;
         let tag = self.tag.as_str();
 
@@ -120,6 +130,9 @@ impl Plugin for Probe {
         if let Some(target) = &self.target {
             forward = forward.target(target);
         }
+        if self.echo {
+            forward = forward.invite_header("X-Probe-Call", call_line(call));
+        }
         forward = match self.bad {
             Some(Bad::ForbiddenHeader) => forward.invite_header("Via", "SIP/2.0/UDP evil"),
             Some(Bad::Crlf) => forward.invite_header("X-Evil", "a\r\nInjected: yes"),
@@ -146,16 +159,7 @@ impl Plugin for Probe {
             return seen;
         }
         // What the plugin was told of the call and of the response, for the far end to check.
-        seen.add(
-            "X-Probe-Call",
-            format!(
-                "{} {} {}",
-                call.call_id,
-                call.b_call_id.as_deref().unwrap_or("-"),
-                call.request_uri
-            ),
-        )
-        .add(
+        seen.add("X-Probe-Call", call_line(call)).add(
             "X-Probe-Echo",
             response
                 .headers_named("X-Echo")
@@ -231,7 +235,7 @@ mod tests {
     }
 
     fn call() -> CallInfo {
-        CallInfo {
+        CallInfo::new(CallFacts {
             call_ref: 7,
             call_id: "c7".into(),
             b_call_id: None,
@@ -239,7 +243,7 @@ mod tests {
             to: "sip:bob@b".into(),
             request_uri: "sip:bob@gw".into(),
             source: "udp:127.0.0.1:5070".into(),
-        }
+        })
     }
 
     fn invite(headers: &[(&str, &str)]) -> Request {
