@@ -55,9 +55,12 @@ pub(crate) async fn run(
         // The handlers' futures are boxed while they run: inline, the largest (flush, 5.5 KiB)
         // would stay part of every call's task for its whole life, lingering included, where the
         // call itself is 4 KiB.
-        Box::pin(call.start(now)).await;
-        Box::pin(call.after_hooks(Instant::now())).await;
-        Box::pin(call.flush(Instant::now())).await;
+        Box::pin(async {
+            call.start(now).await;
+            call.after_hooks(Instant::now()).await;
+            call.flush(Instant::now()).await;
+        })
+        .await;
         loop {
             let now = Instant::now();
             if call.finished(now) {
@@ -69,14 +72,23 @@ pub(crate) async fn run(
                 break;
             }
             let deadline = call.next_deadline();
+            // One box per event, holding the handler and the flush after it: a box is a copy of the
+            // future's full size (flush's is 5.5 KiB) into a fresh allocation.
             tokio::select! {
                 m = rx.recv() => match m {
-                    Some(inb) => Box::pin(call.on_message(Instant::now(), inb)).await,
+                    Some(inb) => Box::pin(async {
+                        call.on_message(Instant::now(), inb).await;
+                        call.flush(Instant::now()).await;
+                    })
+                    .await,
                     None => break,
                 },
-                _ = sleep_until(deadline) => Box::pin(call.on_timeout(Instant::now())).await,
+                _ = sleep_until(deadline) => Box::pin(async {
+                    call.on_timeout(Instant::now()).await;
+                    call.flush(Instant::now()).await;
+                })
+                .await,
             }
-            Box::pin(call.flush(Instant::now())).await;
         }
     }
     .instrument(span)
