@@ -92,15 +92,13 @@ pub fn build_rust_plugins(dirs: &[PathBuf], target_dir: &Path) -> Result<Vec<Pat
     packages
         .iter()
         .map(|(name, wasi)| {
-            let file = format!("{}.wasm", name.replace('-', "_"));
+            let stem = name.replace('-', "_");
+            let file = format!("{stem}.wasm");
             if *wasi {
                 return Ok(target_dir.join(WASI).join("plugin").join(file));
             }
-            let module = target_dir.join(PLAIN).join("plugin").join(&file);
-            let component = target_dir
-                .join(PLAIN)
-                .join("plugin")
-                .join(format!("{}.component.wasm", name.replace('-', "_")));
+            let out = target_dir.join(PLAIN).join("plugin");
+            let (module, component) = (out.join(file), out.join(format!("{stem}.component.wasm")));
             componentize(&module, &component)?;
             Ok(component)
         })

@@ -737,14 +737,10 @@ impl Pre {
         &self,
         store: &mut Store<PluginCtx>,
     ) -> wasmtime::Result<Hooks> {
-        Ok(Hooks {
-            instance: self.pre.instantiate_async(&mut *store).await?,
-            table: self.table.clone(),
-        })
+        let instance = self.pre.instantiate_async(&mut *store).await?;
+        Ok(self.hooks_of(instance))
     }
-}
 
-impl Pre {
     /// The hooks of an instance of this component made without [`Pre::instantiate`] (the
     /// pre-initialiser's instrumented one).
     pub(crate) fn hooks_of(&self, instance: Instance) -> Hooks {
