@@ -564,3 +564,22 @@ fn find_unquoted_agrees_with_the_byte_at_a_time_definition() {
         }
     }
 }
+
+#[test]
+fn the_header_scan_flags_every_control_byte_and_non_ascii_byte() {
+    // Each byte value at each position of a chunk, over a background of ordinary text.
+    let mut chunk = *b"Via: SIP/2.0/UDP";
+    for pos in 0..16 {
+        for b in 0..=255u8 {
+            let keep = chunk[pos];
+            chunk[pos] = b;
+            assert!(
+                super::parse::ctl_masks_agree(&chunk),
+                "byte {b:#04x} at {pos}"
+            );
+            chunk[pos] = keep;
+        }
+    }
+    assert!(super::parse::ctl_masks_agree(&[0u8; 16]));
+    assert!(super::parse::ctl_masks_agree(&[0xffu8; 16]));
+}
