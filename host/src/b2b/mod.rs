@@ -128,7 +128,7 @@ pub(crate) const LINGER: Duration = Duration::from_secs(10);
 /// were added (all linger equally long).
 #[derive(Default)]
 struct Registry {
-    routes: HashMap<String, Route>,
+    routes: HashMap<String, Route, foldhash::fast::RandomState>,
     ended: VecDeque<(Instant, Arc<Echoes>, Vec<String>)>,
 }
 
