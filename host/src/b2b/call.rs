@@ -8,6 +8,7 @@
 //! reacts to the events; plugin hooks run inline, so a call's messages are handled strictly in the
 //! order they arrived (a 180 is never relayed after the 200 that followed it).
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use callgate_sip::transport::response_destination;
 use tracing::{Instrument, debug, info, warn};
 
 use super::actor::{Actor, Mailbox};
-use super::headers::{self, apply_edits, end_to_end, reason_phrase, without_tag};
+use super::headers::{self, Pairs, apply_edits, end_to_end, reason_phrase, without_tag};
 use super::{Echo, Echoes, Inbound, LINGER, Shared, show};
 use crate::cdr::CallRecord;
 use crate::config::TransferDefault;
@@ -432,14 +433,14 @@ impl Call {
         let from = without_tag(invite.from());
         let to = without_tag(invite.to());
         let max_fwd = invite.max_forwards().unwrap_or(70).saturating_sub(1);
-        let mut extra: Vec<(String, String)> = Vec::new();
+        let mut extra: Pairs<'_> = Vec::new();
         for name in headers::DEFAULT_PASS_THROUGH
             .iter()
             .copied()
             .chain(f.pass_through.iter().map(String::as_str))
         {
             for v in invite.header_values(name) {
-                extra.push((name.to_string(), v.to_string()));
+                extra.push((name.into(), v.into()));
             }
         }
         if let Some(sup) = invite.header("Supported")
@@ -1129,7 +1130,7 @@ impl Call {
         );
         let reason = Header::new("Reason", format!("SIP;cause={cause};text=\"{why}\""));
         let mut pairs = to_pairs(&self.a_response_headers);
-        pairs.push((reason.name, reason.value));
+        pairs.push((reason.name.into(), reason.value.into()));
         self.send_a(now, 480, None, pairs, None);
         let outcome = if cause == 408 {
             CallOutcome::TimedOut
@@ -1156,7 +1157,7 @@ impl Call {
         let mut pairs = end_to_end(resp);
         if (300..400).contains(&status) {
             for c in resp.header_values("Contact") {
-                pairs.push(("Contact".into(), c.to_string()));
+                pairs.push(("Contact".into(), c.into()));
             }
         }
         headers::add(&mut pairs, &self.a_response_headers);
@@ -1222,7 +1223,10 @@ impl Call {
         }
         let mut pairs = end_to_end(&resp);
         if matches!(method, Method::Invite | Method::Update) && status < 300 {
-            pairs.push(("Contact".into(), self.shared.settings.contact.clone()));
+            pairs.push((
+                "Contact".into(),
+                self.shared.settings.contact.clone().into(),
+            ));
         }
         let edits = self.response_edits(leg, method.as_str(), &resp).await;
         apply_edits(&mut pairs, &edits);
@@ -1246,7 +1250,7 @@ impl Call {
         id: u32,
         status: u16,
         reason: Option<String>,
-        pairs: Vec<(String, String)>,
+        pairs: Pairs<'_>,
         body: Option<(String, Bytes)>,
     ) {
         let Some(t) = self.txns.iter_mut().find(|t| t.id == id) else {
@@ -1259,7 +1263,7 @@ impl Call {
         let reason = reason.unwrap_or_else(|| reason_phrase(status).to_string());
         let refs: Vec<(&str, &str)> = pairs
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .map(|(n, v)| (n.as_ref(), v.as_ref()))
             .collect();
         let resp = match build_response(
             s.request(),
@@ -1316,7 +1320,7 @@ impl Call {
         now: Instant,
         status: u16,
         reason: Option<String>,
-        mut pairs: Vec<(String, String)>,
+        mut pairs: Pairs<'_>,
         body: Option<(String, Bytes)>,
     ) {
         if self.a.final_sent {
@@ -1324,14 +1328,17 @@ impl Call {
         }
         if status > 100 && status < 300 {
             for rr in self.a.invite.header_values("Record-Route") {
-                pairs.push(("Record-Route".into(), rr.to_string()));
+                pairs.push(("Record-Route".into(), rr.to_string().into()));
             }
-            pairs.push(("Contact".into(), self.shared.settings.contact.clone()));
+            pairs.push((
+                "Contact".into(),
+                self.shared.settings.contact.clone().into(),
+            ));
         }
         let reason = reason.unwrap_or_else(|| reason_phrase(status).to_string());
         let refs: Vec<(&str, &str)> = pairs
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .map(|(n, v)| (n.as_ref(), v.as_ref()))
             .collect();
         let tag = (status > 100).then_some(self.a.tag.as_str());
         let resp: OutgoingResponse = match build_response(
@@ -1834,7 +1841,7 @@ fn transport_name(t: TransportKind) -> &'static str {
 /// Adds the end-to-end headers and the body (if any) to a request being built.
 fn with_content<'a>(
     mut builder: RequestBuilder<'a>,
-    headers: &'a [(String, String)],
+    headers: &'a [(Cow<'a, str>, Cow<'a, str>)],
     content_type: &'a str,
     body: &'a [u8],
 ) -> RequestBuilder<'a> {
@@ -1847,10 +1854,10 @@ fn with_content<'a>(
     builder
 }
 
-fn to_pairs(hs: &[Header]) -> Vec<(String, String)> {
-    hs.iter()
-        .map(|h| (h.name.clone(), h.value.clone()))
-        .collect()
+fn to_pairs(hs: &[Header]) -> Pairs<'static> {
+    let mut pairs = Vec::with_capacity(hs.len());
+    headers::add(&mut pairs, hs);
+    pairs
 }
 
 /// B-leg failures that must not reach the caller as they are: a 408 or 503 from B would make A's

@@ -1,46 +1,30 @@
 //! Which headers cross from one leg to the other, and helpers to read name-addr values.
 
+use std::borrow::Cow;
+
 use callgate_sip::message::SipMessage;
 
 use crate::plugin::decision::{Header, HeaderEdits};
+use crate::plugin::validate::is_host_owned;
 
 /// Headers that describe a hop, a dialog or framing on one leg. They never cross to the other leg:
-/// the host writes its own for each leg.
-const LEG_LOCAL: &[&str] = &[
-    "via",
-    "v",
-    "from",
-    "f",
-    "to",
-    "t",
-    "call-id",
-    "i",
-    "cseq",
-    "contact",
-    "m",
-    "route",
-    "record-route",
-    "max-forwards",
-    "content-length",
-    "l",
-    "content-type",
-    "c",
-    "rseq",
-    "rack",
-];
-
+/// the host writes its own for each leg. Those a plugin may not set, plus RSeq/RAck (RFC 3262).
 fn is_leg_local(name: &str) -> bool {
-    LEG_LOCAL.iter().any(|h| h.eq_ignore_ascii_case(name))
+    is_host_owned(name) || name.eq_ignore_ascii_case("rseq") || name.eq_ignore_ascii_case("rack")
 }
 
 /// Headers of A's INVITE that go to B's without any plugin asking: session timers (RFC 4028), so that
 /// the parties refresh the session end to end and the gateway relays the refreshes.
 pub(crate) const DEFAULT_PASS_THROUGH: &[&str] = &["Session-Expires", "Min-SE", "Allow"];
 
+/// Header lines for a message the host writes: name and value, borrowed from the message they are
+/// relayed from where possible (a relayed response's headers are not copied twice).
+pub(crate) type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
 /// The end-to-end headers of an in-dialog request or of a response relayed to the other leg: all but
 /// the leg-local ones. A `Supported`/`Require` naming `100rel` is dropped, as the gateway does not
 /// relay reliable provisionals.
-pub(crate) fn end_to_end(msg: &SipMessage) -> Vec<(String, String)> {
+pub(crate) fn end_to_end(msg: &SipMessage) -> Pairs<'_> {
     msg.headers()
         .filter(|(n, _)| !is_leg_local(n))
         .filter_map(|(n, v)| {
@@ -53,24 +37,27 @@ pub(crate) fn end_to_end(msg: &SipMessage) -> Vec<(String, String)> {
                     .map(str::trim)
                     .filter(|t| !t.eq_ignore_ascii_case("100rel") && !t.is_empty())
                     .collect();
-                return (!kept.is_empty()).then(|| (n.to_string(), kept.join(", ")));
+                return (!kept.is_empty()).then(|| (n.into(), kept.join(", ").into()));
             }
-            Some((n.to_string(), v.to_string()))
+            Some((n.into(), v.into()))
         })
         .collect()
 }
 
 /// Applies plugin edits: removes every header named in `edits.remove`, then appends `edits.add`.
-pub(crate) fn apply_edits(headers: &mut Vec<(String, String)>, edits: &HeaderEdits) {
+pub(crate) fn apply_edits(headers: &mut Pairs<'_>, edits: &HeaderEdits) {
     if !edits.remove.is_empty() {
         headers.retain(|(n, _)| !edits.remove.iter().any(|r| r.eq_ignore_ascii_case(n)));
     }
-    headers.extend(edits.add.iter().map(|h| (h.name.clone(), h.value.clone())));
+    add(headers, &edits.add);
 }
 
 /// Appends plugin headers.
-pub(crate) fn add(headers: &mut Vec<(String, String)>, add: &[Header]) {
-    headers.extend(add.iter().map(|h| (h.name.clone(), h.value.clone())));
+pub(crate) fn add(headers: &mut Pairs<'_>, add: &[Header]) {
+    headers.extend(
+        add.iter()
+            .map(|h| (h.name.clone().into(), h.value.clone().into())),
+    );
 }
 
 /// A From/To value without its `tag` parameter, as a new leg's From/To is written with our own tag.

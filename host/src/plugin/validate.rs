@@ -5,28 +5,24 @@ use super::decision::{
     Forward, Header, HeaderEdits, InviteDecision, RecordingDecision, ReferDecision,
 };
 
-/// Headers that describe hops, the dialog or framing: the host writes them and no plugin may add or
-/// remove them. Compact forms are listed too (RFC 3261 7.3.3, RFC 3515 for `r`).
-const HOST_OWNED: &[&str] = &[
-    "via",
-    "v",
-    "call-id",
-    "i",
-    "cseq",
-    "from",
-    "f",
-    "to",
-    "t",
-    "contact",
-    "m",
-    "route",
-    "record-route",
-    "content-length",
-    "l",
-    "content-type",
-    "c",
-    "max-forwards",
-];
+/// Whether a header describes hops, the dialog or framing: the host writes it and no plugin may add
+/// or remove it. Compact forms count too (RFC 3261 7.3.3). Dispatched on the length first: every
+/// header of every relayed message and every plugin header asks, and a name is then compared with
+/// at most three candidates instead of eighteen.
+pub(crate) fn is_host_owned(name: &str) -> bool {
+    let candidates: &[&str] = match name.len() {
+        1 => &["v", "i", "f", "t", "m", "l", "c"],
+        2 => &["to"],
+        3 => &["via"],
+        4 => &["cseq", "from"],
+        5 => &["route"],
+        7 => &["call-id", "contact"],
+        12 => &["record-route", "content-type", "max-forwards"],
+        14 => &["content-length"],
+        _ => return false,
+    };
+    candidates.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
 
 /// Why the host refused part of a plugin's decision.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +78,7 @@ pub fn check_header_name(name: &str) -> Result<(), Refusal> {
     if !is_token(name) {
         return Err(Refusal::BadHeaderName(name.to_owned()));
     }
-    if HOST_OWNED.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+    if is_host_owned(name) {
         return Err(Refusal::HostOwnedHeader(name.to_owned()));
     }
     Ok(())
@@ -290,13 +286,37 @@ mod tests {
             "Contact",
             "Max-Forwards",
             "Route",
+            "CSeq",
+            "From",
+            "f",
+            "TO",
+            "t",
+            "m",
+            "record-route",
+            "Content-Length",
+            "L",
+            "content-TYPE",
+            "c",
         ] {
             assert_eq!(
                 check_header_name(n),
                 Err(Refusal::HostOwnedHeader(n.into()))
             );
         }
-        assert!(check_header_name("X-Anything").is_ok());
+        // Same lengths as host-owned names, and compact forms that belong to other headers.
+        for n in [
+            "X-Anything",
+            "Tx",
+            "Vie",
+            "Frog",
+            "Routa",
+            "Call-Id2",
+            "Contacts",
+            "k",
+            "x",
+        ] {
+            assert!(check_header_name(n).is_ok(), "{n}");
+        }
     }
 
     #[test]
