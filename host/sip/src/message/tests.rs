@@ -583,3 +583,65 @@ fn the_header_scan_flags_every_control_byte_and_non_ascii_byte() {
     assert!(super::parse::ctl_masks_agree(&[0u8; 16]));
     assert!(super::parse::ctl_masks_agree(&[0xffu8; 16]));
 }
+
+#[test]
+fn a_header_name_ends_at_its_first_non_token_byte() {
+    let reference = |l: &[u8]| {
+        l.iter()
+            .position(|&b| !super::method::is_token_char(b))
+            .unwrap_or(l.len())
+    };
+    // Every byte value at every position of a name longer than one 16-byte chunk, in buffers that
+    // end at the line and that run on past it (the fast path reads ahead).
+    let base = *b"X-Some-Long-Header-Name-Here: value\r\nNext: 1\r\n";
+    for pos in 0..40 {
+        for b in 0..=255u8 {
+            let mut buf = base;
+            buf[pos] = b;
+            for end in [pos + 1, 29, buf.len()] {
+                let end = end.max(pos + 1).min(buf.len());
+                for start in [0, 2, 17] {
+                    if start > end {
+                        continue;
+                    }
+                    assert_eq!(
+                        super::parse::token_len_for_test(&buf, start..end),
+                        reference(&buf[start..end]),
+                        "byte {b:#04x} at {pos}, {start}..{end}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn request_uri_host_is_after_the_last_user_at_and_before_the_headers() {
+    use super::parse::check_request_uri as check;
+    let bad = Err(ParseErrorKind::BadRequestUri);
+    for (uri, want) in [
+        ("sip:bob@b.example", Ok(())),
+        ("sip:b.example:5060;transport=tcp", Ok(())),
+        ("sips:[::1]:5061", Ok(())),
+        ("sip:a@b@c.example", Ok(())),
+        ("sip:bob@b.example?subject=x@y", Ok(())),
+        ("sip:bob@b.example?to=sip:x%40y", Ok(())),
+        ("sip:%62ob@b.example", Ok(())),
+        ("tel:+1-555-0100", Ok(())),
+        ("sip:bob@b.example?x=@:99999", Ok(())),
+        ("sip:bob@", bad.clone()),
+        ("sip:bob@?x=y", bad.clone()),
+        ("sip:bob@b.example:0", bad.clone()),
+        ("sip:bob@b.example:x", bad.clone()),
+        ("sip:%zz@b.example", bad.clone()),
+        ("sip:bob@b.example?x=%zz", bad.clone()),
+        ("s%69p:bob@b.example", bad.clone()),
+        ("sip", bad.clone()),
+        ("", bad.clone()),
+        ("sip:bob b", bad.clone()),
+        ("1sip:bob@b", bad.clone()),
+        ("ftp:bob@b", Err(ParseErrorKind::UnsupportedUriScheme)),
+    ] {
+        assert_eq!(check(uri.as_bytes()), want, "{uri}");
+    }
+}
