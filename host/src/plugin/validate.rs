@@ -6,23 +6,9 @@ use super::decision::{
 };
 
 /// Whether a header describes hops, the dialog or framing: the host writes it and no plugin may add
-/// or remove it. Compact forms count too (RFC 3261 7.3.3). Dispatched on the length first: every
-/// header of every relayed message and every plugin header asks, and a name is then compared with
-/// at most three candidates instead of eighteen.
-pub(crate) fn is_host_owned(name: &str) -> bool {
-    let candidates: &[&str] = match name.len() {
-        1 => &["v", "i", "f", "t", "m", "l", "c"],
-        2 => &["to"],
-        3 => &["via"],
-        4 => &["cseq", "from"],
-        5 => &["route"],
-        7 => &["call-id", "contact"],
-        12 => &["record-route", "content-type", "max-forwards"],
-        14 => &["content-length"],
-        _ => return false,
-    };
-    candidates.iter().any(|h| h.eq_ignore_ascii_case(name))
-}
+/// or remove it. These are the headers the SIP stack indexes and writes itself, compact forms and
+/// any case included.
+pub(crate) use callgate_sip::message::is_stack_header as is_host_owned;
 
 /// Why the host refused part of a plugin's decision.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

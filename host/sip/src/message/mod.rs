@@ -23,7 +23,7 @@ pub use build::{
     new_call_id, new_tag,
 };
 pub use method::Method;
-pub use parse::{MAX_HEADER_BYTES, MAX_HEADER_LINES, canonical_name, check_sdp};
+pub use parse::{MAX_HEADER_BYTES, MAX_HEADER_LINES, canonical_name, check_sdp, is_stack_header};
 pub(crate) use parse::{find_header_end, parse_u32};
 
 /// The magic cookie every RFC 3261 branch starts with (RFC 3261 8.1.1.7).

@@ -75,13 +75,12 @@ pub(crate) fn ctl_masks_agree(chunk: &[u8; 16]) -> bool {
 #[inline(always)]
 fn ctl_mask16(chunk: &[u8; 16]) -> (u32, bool) {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
     // SAFETY: SSE2 is part of the x86_64 baseline; the load is unaligned and reads exactly 16 bytes.
     unsafe {
         let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-        let below_20 = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        let below_20 = bytes_within(v, 0, 0x1f);
         let del = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f));
         let mask = _mm_movemask_epi8(_mm_or_si128(below_20, del)) as u32;
         (mask, _mm_movemask_epi8(v) != 0)
@@ -178,24 +177,31 @@ fn scan_head(buf: &[u8]) -> HeadScan {
     s
 }
 
+/// Per byte of `v`, all ones where `lo <= byte <= lo + span` (unsigned), as
+/// `min(byte - lo, span) == byte - lo`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn bytes_within(v: std::arch::x86_64::__m128i, lo: u8, span: u8) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_min_epu8, _mm_set1_epi8, _mm_sub_epi8};
+    // SAFETY: SSE2 is part of the x86_64 baseline; these only compute on registers.
+    unsafe {
+        let d = _mm_sub_epi8(v, _mm_set1_epi8(lo as i8));
+        _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(span as i8)), d)
+    }
+}
+
 /// Bit k set: byte k of the chunk is a letter, a digit or `-`, of which header names are made.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn name_chars16(chunk: &[u8; 16]) -> u32 {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8, _mm_sub_epi8,
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
     // SAFETY: SSE2 is part of the x86_64 baseline; the load is unaligned and reads exactly 16 bytes.
     unsafe {
         let v = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-        // Unsigned `x - lo <= span` as `min(x - lo, span) == x - lo`.
-        let within = |x: __m128i, lo: u8, span: u8| {
-            let d = _mm_sub_epi8(x, _mm_set1_epi8(lo as i8));
-            _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(span as i8)), d)
-        };
-        let letter = within(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', 25);
-        let digit = within(v, b'0', 9);
+        let letter = bytes_within(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', 25);
+        let digit = bytes_within(v, b'0', 9);
         let dash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'-' as i8));
         _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(letter, digit), dash)) as u32
     }
@@ -203,8 +209,8 @@ fn name_chars16(chunk: &[u8; 16]) -> u32 {
 
 /// How many bytes of `buf[r]` from its start are token characters (RFC 3261 25.1). Letters, digits
 /// and dashes, nearly all of a header name, are skipped 16 at a time (reading past `r` within `buf`
-/// is harmless: the answer is capped); any other byte is decided by the token table. The byte loop
-/// over every name of every line was ~100 instructions a line.
+/// is harmless: the answer is capped); any other byte is decided by the token table (~30
+/// instructions a line fewer than the table alone).
 fn token_len(buf: &[u8], r: Range<usize>) -> usize {
     #[allow(unused_mut)]
     let mut skip = 0;
@@ -260,6 +266,13 @@ fn unfold(buf: &[u8], head_end: usize) -> Bytes {
     }
     out.extend_from_slice(&buf[head_end..]);
     out.freeze()
+}
+
+/// Whether the stack indexes this header and writes it itself in what it builds (Via, From, To,
+/// Call-ID, CSeq, Max-Forwards, Contact, Route, Record-Route, Content-Length, Content-Type; compact
+/// forms and any case included): the headers that describe a hop, a dialog or framing.
+pub fn is_stack_header(name: &str) -> bool {
+    known_header(name.as_bytes()).is_some()
 }
 
 /// Maps a header name (full or compact form, any case) to the headers we index.
