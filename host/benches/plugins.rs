@@ -11,7 +11,7 @@
 /// The gateway binary's allocator (host/src/main.rs), so that these figures are what a call costs
 /// there: with glibc's malloc the fresh-instance path spent ~15% in malloc and free.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: callgate::allocator::MiMalloc = callgate::allocator::MiMalloc;
 
 use std::path::PathBuf;
 use std::sync::Arc;

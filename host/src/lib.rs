@@ -4,6 +4,7 @@
 //! [`b2b`] bridges the two legs of each call; [`plugin`] runs the plugin chain; [`config`],
 //! [`metrics`] and [`cdr`] serve operations.
 
+pub mod allocator;
 pub mod b2b;
 pub mod cdr;
 pub mod config;

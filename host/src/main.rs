@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 /// threads; mimalloc's thread-local free lists keep them off a shared heap that glibc trimmed and
 /// regrew (with page faults) under load.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: callgate::allocator::MiMalloc = callgate::allocator::MiMalloc;
 
 /// A SIP back-to-back user agent whose call logic runs in WebAssembly plugins.
 #[derive(Debug, Parser)]
