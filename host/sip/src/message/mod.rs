@@ -14,6 +14,7 @@ mod method;
 mod parse;
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -209,10 +210,21 @@ pub(crate) struct Via {
     pub(crate) params: Range<usize>,
 }
 
-/// A parsed SIP request or response: the bytes plus an index into them. Cheap to clone (the bytes are
-/// reference counted).
-#[derive(Debug, Clone)]
-pub struct SipMessage {
+/// A parsed SIP request or response: the bytes plus an index into them. Cheap to clone and to move.
+#[derive(Clone)]
+pub struct SipMessage(Arc<Parsed>);
+
+impl std::fmt::Debug for SipMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What [`SipMessage`] shares between its clones: the bytes and their index. Behind an `Arc`, a
+/// clone is a reference count and a move is one pointer (the index is ~560 bytes; messages are
+/// cloned into transactions and moved through the call actor's queue several times per call).
+#[derive(Debug)]
+struct Parsed {
     buf: Bytes,
     /// `buf[..utf8_end]` is known to be UTF-8: the header section, or nothing if it was not UTF-8
     /// (a refused message can still be answered). Lets [`SipMessage::str_at`] skip the validation.
@@ -243,39 +255,39 @@ pub struct TopVia<'a> {
 impl<'a> TopVia<'a> {
     /// The whole top Via value (first comma-separated element), e.g. `SIP/2.0/UDP h:5060;branch=..`.
     pub fn value(&self) -> &'a str {
-        self.msg.str_at(&self.msg.via.value)
+        self.msg.str_at(&self.msg.0.via.value)
     }
     /// The transport token, e.g. `UDP` or `TCP`, as written.
     pub fn transport(&self) -> &'a str {
-        self.msg.str_at(&self.msg.via.transport)
+        self.msg.str_at(&self.msg.0.via.transport)
     }
     /// The sent-by host (an IPv6 reference keeps its brackets).
     pub fn host(&self) -> &'a str {
-        self.msg.str_at(&self.msg.via.host)
+        self.msg.str_at(&self.msg.0.via.host)
     }
     /// The sent-by port, if written.
     pub fn port(&self) -> Option<u16> {
-        self.msg.via.port
+        self.msg.0.via.port
     }
     /// The `branch` parameter.
     pub fn branch(&self) -> Option<&'a str> {
-        self.msg.via.branch.as_ref().map(|r| self.msg.str_at(r))
+        self.msg.0.via.branch.as_ref().map(|r| self.msg.str_at(r))
     }
     /// The `received` parameter (RFC 3261 18.2.1).
     pub fn received(&self) -> Option<&'a str> {
-        self.msg.via.received.as_ref().map(|r| self.msg.str_at(r))
+        self.msg.0.via.received.as_ref().map(|r| self.msg.str_at(r))
     }
     /// The `rport` parameter (RFC 3581): `Some(None)` if present without value.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.msg.via.rport
+        self.msg.0.via.rport
     }
     /// The parameter section, from the first `;` included; empty if none.
     pub fn params(&self) -> &'a str {
-        self.msg.str_at(&self.msg.via.params)
+        self.msg.str_at(&self.msg.0.via.params)
     }
     /// The byte span of the top Via value within [`SipMessage::as_bytes`].
     pub(crate) fn span(&self) -> Range<usize> {
-        self.msg.via.value.clone()
+        self.msg.0.via.value.clone()
     }
 }
 
@@ -290,15 +302,15 @@ impl SipMessage {
     }
 
     fn str_at(&self, r: &Range<usize>) -> &str {
-        let Some(b) = self.buf.get(r.clone()) else {
+        let Some(b) = self.0.buf.get(r.clone()) else {
             return "";
         };
         // Spans start and end on ASCII delimiters of the header section, so they lie in the
         // validated prefix; checking that (and the char boundaries) costs far less than validating
         // every accessor's result again. The fallback keeps the no-panic promise regardless.
-        if r.end <= self.utf8_end
-            && is_char_boundary(&self.buf, r.start)
-            && is_char_boundary(&self.buf, r.end)
+        if r.end <= self.0.utf8_end
+            && is_char_boundary(&self.0.buf, r.start)
+            && is_char_boundary(&self.0.buf, r.end)
         {
             // SAFETY: `buf[..utf8_end]` is valid UTF-8 (parse checked it, and `buf` is immutable), and
             // a sub-slice of valid UTF-8 that starts and ends on char boundaries is valid UTF-8.
@@ -310,22 +322,22 @@ impl SipMessage {
 
     /// The whole message as received (possibly after unfolding), including any bytes after the body.
     pub fn as_bytes(&self) -> &Bytes {
-        &self.buf
+        &self.0.buf
     }
 
     /// The message bytes up to the end of the body (what should be forwarded or retransmitted).
     pub fn wire_bytes(&self) -> Bytes {
-        self.buf.slice(..self.body.end)
+        self.0.buf.slice(..self.0.body.end)
     }
 
     /// True for a request.
     pub fn is_request(&self) -> bool {
-        matches!(self.start, StartLine::Request { .. })
+        matches!(self.0.start, StartLine::Request { .. })
     }
 
     /// The request method, `None` for a response.
     pub fn method(&self) -> Option<&Method> {
-        match &self.start {
+        match &self.0.start {
             StartLine::Request { method, .. } => Some(method),
             StartLine::Response { .. } => None,
         }
@@ -333,7 +345,7 @@ impl SipMessage {
 
     /// The Request-URI as written, `None` for a response.
     pub fn request_uri(&self) -> Option<&str> {
-        match &self.start {
+        match &self.0.start {
             StartLine::Request { uri, .. } => Some(self.str_at(uri)),
             StartLine::Response { .. } => None,
         }
@@ -341,7 +353,7 @@ impl SipMessage {
 
     /// The status code, `None` for a request.
     pub fn status(&self) -> Option<u16> {
-        match &self.start {
+        match &self.0.start {
             StartLine::Response { status, .. } => Some(*status),
             StartLine::Request { .. } => None,
         }
@@ -349,7 +361,7 @@ impl SipMessage {
 
     /// The reason phrase, `None` for a request.
     pub fn reason(&self) -> Option<&str> {
-        match &self.start {
+        match &self.0.start {
             StartLine::Response { reason, .. } => Some(self.str_at(reason)),
             StartLine::Request { .. } => None,
         }
@@ -362,68 +374,69 @@ impl SipMessage {
 
     /// The Call-ID value.
     pub fn call_id(&self) -> &str {
-        self.str_at(&self.call_id)
+        self.str_at(&self.0.call_id)
     }
 
     /// The CSeq sequence number.
     pub fn cseq(&self) -> u32 {
-        self.cseq_num
+        self.0.cseq_num
     }
 
     /// The CSeq method (for a response: the method of the request it answers).
     pub fn cseq_method(&self) -> &Method {
-        &self.cseq_method
+        &self.0.cseq_method
     }
 
     /// The From value as written.
     pub fn from(&self) -> &str {
-        self.str_at(&self.from.value)
+        self.str_at(&self.0.from.value)
     }
     /// The From URI (inside `<>` if angle-bracketed).
     pub fn from_uri(&self) -> &str {
-        self.str_at(&self.from.uri)
+        self.str_at(&self.0.from.uri)
     }
     /// The From tag.
     pub fn from_tag(&self) -> Option<&str> {
-        self.from.tag.as_ref().map(|r| self.str_at(r))
+        self.0.from.tag.as_ref().map(|r| self.str_at(r))
     }
     /// The To value as written.
     pub fn to(&self) -> &str {
-        self.str_at(&self.to.value)
+        self.str_at(&self.0.to.value)
     }
     /// The To URI.
     pub fn to_uri(&self) -> &str {
-        self.str_at(&self.to.uri)
+        self.str_at(&self.0.to.uri)
     }
     /// The To tag.
     pub fn to_tag(&self) -> Option<&str> {
-        self.to.tag.as_ref().map(|r| self.str_at(r))
+        self.0.to.tag.as_ref().map(|r| self.str_at(r))
     }
 
     /// Max-Forwards, `None` if absent (RFC 3261 16.3: treat as 70 when forwarding).
     pub fn max_forwards(&self) -> Option<u8> {
-        self.max_forwards
+        self.0.max_forwards
     }
 
     /// Content-Type value, if any.
     pub fn content_type(&self) -> Option<&str> {
-        self.content_type.as_ref().map(|r| self.str_at(r))
+        self.0.content_type.as_ref().map(|r| self.str_at(r))
     }
 
     /// The first Contact's URI (`*` for a wildcard), if any.
     pub fn contact_uri(&self) -> Option<&str> {
-        self.contact.as_ref().map(|c| self.str_at(&c.uri))
+        self.0.contact.as_ref().map(|c| self.str_at(&c.uri))
     }
 
     /// The body (exactly Content-Length bytes when that header is present).
     pub fn body(&self) -> Bytes {
-        self.buf.slice(self.body.clone())
+        self.0.buf.slice(self.0.body.clone())
     }
 
     /// Every header line as (name as written, value), in order. Compact names are not expanded; compare
     /// through [`canonical_name`] or use [`SipMessage::header_values`].
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.headers
+        self.0
+            .headers
             .iter()
             .map(|h| (self.str_at(&h.name), self.str_at(&h.value)))
     }
@@ -432,7 +445,7 @@ impl SipMessage {
     /// A line holding several comma-separated values is returned as one value.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         let want = canonical_name(name);
-        self.headers.iter().filter_map(move |h| {
+        self.0.headers.iter().filter_map(move |h| {
             let n = self.str_at(&h.name);
             canonical_name(n)
                 .eq_ignore_ascii_case(want)
@@ -443,7 +456,8 @@ impl SipMessage {
     /// The first value of header `name`, if present.
     pub fn header(&self, name: &str) -> Option<&str> {
         let want = canonical_name(name);
-        self.headers
+        self.0
+            .headers
             .iter()
             .find(|h| canonical_name(self.str_at(&h.name)).eq_ignore_ascii_case(want))
             .map(|h| self.str_at(&h.value))
@@ -465,23 +479,24 @@ impl SipMessage {
     }
 
     fn split_values(&self, k: Known) -> impl Iterator<Item = &str> + '_ {
-        self.headers
+        self.0
+            .headers
             .iter()
             .filter(move |h| h.known == Some(k))
             .flat_map(move |h| split_commas(self.str_at(&h.value)))
     }
 
     pub(crate) fn header_spans(&self) -> &[HeaderSpan] {
-        &self.headers
+        &self.0.headers
     }
 
     /// The CSeq value as written, when it was unusable (only in a refused request).
     pub(crate) fn bad_cseq(&self) -> Option<&str> {
-        self.bad_cseq.as_ref().map(|r| self.str_at(r))
+        self.0.bad_cseq.as_ref().map(|r| self.str_at(r))
     }
 
     pub(crate) fn raw(&self) -> &[u8] {
-        &self.buf
+        &self.0.buf
     }
 
     /// Returns this request with the RFC 3261 18.2.1 `received` and RFC 3581 `rport` parameters filled
@@ -505,7 +520,7 @@ impl SipMessage {
         let ip = source.ip();
         let span = via.span();
         let mut value = String::with_capacity(span.len() + 40);
-        value.push_str(self.str_at(&(span.start..self.via.params.start)));
+        value.push_str(self.str_at(&(span.start..self.0.via.params.start)));
         let params = via.params();
         for p in params.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let name = p.split('=').next().unwrap_or("").trim();
@@ -519,10 +534,10 @@ impl SipMessage {
         if rport {
             let _ = write!(value, ";rport={}", source.port());
         }
-        let mut out = Vec::with_capacity(self.buf.len() + 40);
-        out.extend_from_slice(&self.buf[..span.start]);
+        let mut out = Vec::with_capacity(self.0.buf.len() + 40);
+        out.extend_from_slice(&self.0.buf[..span.start]);
         out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(&self.buf[span.end..]);
+        out.extend_from_slice(&self.0.buf[span.end..]);
         SipMessage::parse(Bytes::from(out)).ok()
     }
 

@@ -1259,7 +1259,7 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
         defer(ParseErrorKind::MissingHeader("Content-Type"));
     }
 
-    let msg = SipMessage {
+    let msg = SipMessage(std::sync::Arc::new(super::Parsed {
         utf8_end: if utf8 { head_end } else { 0 },
         buf,
         start,
@@ -1275,12 +1275,12 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
         max_forwards,
         content_type,
         contact,
-    };
+    }));
     match deferred {
         None => Ok(msg),
         Some(kind) => {
             let request =
-                matches!(&msg.start, StartLine::Request { method, .. } if *method != Method::Ack);
+                matches!(&msg.0.start, StartLine::Request { method, .. } if *method != Method::Ack);
             Err(ParseError {
                 kind,
                 request: request.then(|| Box::new(msg)),
