@@ -20,9 +20,7 @@ use callgate_sip::message::{
     Method, OutgoingResponse, RequestBuilder, SipMessage, build_cancel, build_response,
     new_call_id, new_tag,
 };
-use callgate_sip::transaction::{
-    ClientTransaction, Event, ServerTransaction, TransactionKey, Transmit,
-};
+use callgate_sip::transaction::{ClientTransaction, Event, KeyOf, ServerTransaction, Transmit};
 use callgate_sip::transport::response_destination;
 use tracing::{Instrument, debug, info, warn};
 
@@ -542,21 +540,21 @@ impl Call {
         let msg = inb.msg.clone();
         let method = msg.method().cloned().unwrap_or(Method::Ack);
         debug!(leg = leg_name(leg), method = %method.as_str(), "request in\n{}", show(&msg));
-        let key = TransactionKey::for_request(&msg);
+        let key = KeyOf::request(&msg);
         // Retransmissions and non-2xx ACKs belong to an existing server transaction.
         if leg == Leg::A
-            && key.as_ref() == Some(self.a.txn.key())
+            && self.a.txn.key().matches(key)
             && (method == Method::Invite || (method == Method::Ack && !self.a_answered_2xx()))
         {
             let _ = self.a.txn.handle_message(now, msg.clone());
             return;
         }
         if method != Method::Ack
-            && let Some(k) = &key
+            && let Some(k) = key
             && let Some(t) = self
                 .txns
                 .iter_mut()
-                .find(|t| matches!(&t.kind, TxnKind::Server(s) if s.key() == k))
+                .find(|t| matches!(&t.kind, TxnKind::Server(s) if *s.key() == k))
         {
             if let TxnKind::Server(s) = &mut t.kind {
                 let _ = s.handle_message(now, msg.clone());
@@ -580,11 +578,11 @@ impl Call {
     }
 
     fn on_response(&mut self, now: Instant, msg: SipMessage) {
-        let Some(key) = TransactionKey::for_response(&msg) else {
+        let Some(key) = KeyOf::response(&msg) else {
             return;
         };
         if let Some(b) = self.b.as_mut()
-            && b.txn.key() == &key
+            && *b.txn.key() == key
         {
             {
                 if b.txn.is_terminated() {
@@ -604,7 +602,7 @@ impl Call {
         }
         for t in &mut self.txns {
             if let TxnKind::Client(c) = &mut t.kind
-                && c.key() == &key
+                && *c.key() == key
             {
                 let _ = c.handle_message(now, msg);
                 return;
@@ -740,8 +738,7 @@ impl Call {
     }
 
     async fn on_cancel(&mut self, now: Instant, inb: Inbound) {
-        let cancels_our_invite =
-            TransactionKey::cancel_target(&inb.msg).as_ref() == Some(self.a.txn.key());
+        let cancels_our_invite = self.a.txn.key().matches(KeyOf::cancel_target(&inb.msg));
         if !cancels_our_invite {
             return self.local_reply(now, Leg::A, inb, 481);
         }

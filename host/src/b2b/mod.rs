@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use callgate_sip::TransportKind;
 use callgate_sip::message::{Method, SipMessage, build_response, new_tag};
-use callgate_sip::transaction::{TimerConfig, TransactionKey};
+use callgate_sip::transaction::{KeyOf, TimerConfig, TransactionKey};
 use callgate_sip::transport::{
     Incoming, TcpConfig, TcpTransport, UdpTransport, response_destination,
 };
@@ -246,8 +246,8 @@ impl Shared {
             if msg.method() == Some(&Method::Ack) {
                 return; // the ACK of a final we answered (or a late one): nothing to do
             }
-            let key = TransactionKey::for_request(msg);
-            if let Some(e) = echoes.answers.iter().find(|e| Some(&e.key) == key.as_ref()) {
+            let key = KeyOf::request(msg);
+            if let Some(e) = echoes.answers.iter().find(|e| e.key.matches(key)) {
                 if let Some(bytes) = &e.response {
                     debug!(
                         call_id = msg.call_id(),
@@ -261,7 +261,7 @@ impl Shared {
             return self.out_of_dialog(inc);
         }
         if let Some((key, ack, dest)) = &echoes.b_ack
-            && TransactionKey::for_response(msg).as_ref() == Some(key)
+            && key.matches(KeyOf::response(msg))
             && msg.status().is_some_and(|s| s >= 200)
         {
             debug!(

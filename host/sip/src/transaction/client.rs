@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tracing::trace;
 
 use super::timer::TimerTable;
-use super::{Event, Timer, TimerConfig, TransactionError, TransactionKey, Transmit};
+use super::{Event, KeyOf, Timer, TimerConfig, TransactionError, TransactionKey, Transmit};
 use crate::TransportKind;
 use crate::message::{Method, SipMessage, build_non2xx_ack};
 
@@ -130,7 +130,8 @@ impl ClientTransaction {
             .ok_or(TransactionError::NoBranch)?;
         let key = TransactionKey {
             branch: branch.into(),
-            sent_by: "".into(),
+            host: "".into(),
+            port: 0,
             method: method.clone(),
             server: false,
         };
@@ -248,7 +249,7 @@ impl ClientTransaction {
         resp: SipMessage,
     ) -> Result<(), TransactionError> {
         let status = resp.status().ok_or(TransactionError::WrongKind)?;
-        if TransactionKey::for_response(&resp).as_ref() != Some(&self.key) {
+        if !self.key.matches(KeyOf::response(&resp)) {
             return Err(TransactionError::NotMatching);
         }
         trace!(

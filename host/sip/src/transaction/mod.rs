@@ -13,9 +13,8 @@
 //! 4. drop the transaction once `is_terminated()`.
 //!
 //! Matching (17.1.3, 17.2.3) is by [`TransactionKey`]: the caller keeps a map from key to transaction
-//! (inside its call actor) and looks an incoming message up with [`TransactionKey::for_response`] or
-//! [`TransactionKey::for_request`]; a CANCEL finds the INVITE it cancels with
-//! [`TransactionKey::cancel_target`].
+//! (inside its call actor) and looks an incoming message up with [`KeyOf::response`] or
+//! [`KeyOf::request`]; a CANCEL finds the INVITE it cancels with [`KeyOf::cancel_target`].
 //!
 //! Beyond RFC 3261 we implement RFC 6026's Accepted states (Timers L and M): a 2xx to an INVITE keeps
 //! the transaction alive for 64*T1 so that retransmitted INVITEs are absorbed and retransmitted 2xx
@@ -93,53 +92,70 @@ pub enum TransactionError {
 
 /// Identifies a transaction per RFC 3261 17.1.3 (client: branch + CSeq method) and 17.2.3 (server:
 /// branch + sent-by + method, where ACK maps to INVITE). Client and server keys never compare equal,
-/// so one map can hold both sides of a B2BUA.
+/// so one map can hold both sides of a B2BUA. A message's key is read as a [`KeyOf`] and compared
+/// with stored keys without copying; a transaction keeps its own as this owned form.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TransactionKey {
     branch: Box<str>,
-    /// Empty for client keys: a response's Via is the one we wrote, so the branch identifies it.
-    sent_by: Box<str>,
+    /// The sent-by host, lowercased; empty for client keys (a response's Via is the one we wrote,
+    /// so the branch identifies it).
+    host: Box<str>,
+    /// The sent-by port, the transport's default when not written (so "h" equals "h:5060"); 0 for
+    /// client keys.
+    port: u16,
     method: Method,
     server: bool,
 }
 
-impl TransactionKey {
+/// A message's transaction key, borrowed from the message (see [`TransactionKey`]).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyOf<'a> {
+    branch: &'a str,
+    host: &'a str,
+    port: u16,
+    method: &'a Method,
+    server: bool,
+}
+
+/// An ACK's key names the INVITE it acknowledges.
+static INVITE: Method = Method::Invite;
+
+impl<'a> KeyOf<'a> {
     /// The key of the client transaction a response belongs to (17.1.3).
-    pub fn for_response(resp: &SipMessage) -> Option<TransactionKey> {
+    pub fn response(resp: &'a SipMessage) -> Option<KeyOf<'a>> {
         if resp.is_request() {
             return None;
         }
-        Some(TransactionKey {
-            branch: resp.top_via().branch()?.into(),
-            sent_by: "".into(),
-            method: resp.cseq_method().clone(),
+        Some(KeyOf {
+            branch: resp.top_via().branch()?,
+            host: "",
+            port: 0,
+            method: resp.cseq_method(),
             server: false,
         })
     }
 
     /// The key of the server transaction a request belongs to (17.2.3); an ACK maps to its INVITE.
     /// `None` if the request has no RFC 3261 branch.
-    pub fn for_request(req: &SipMessage) -> Option<TransactionKey> {
+    pub fn request(req: &'a SipMessage) -> Option<KeyOf<'a>> {
         let method = match req.method()? {
-            Method::Ack => Method::Invite,
-            m => m.clone(),
+            Method::Ack => &INVITE,
+            m => m,
         };
-        Self::server_key(req, method)
+        Self::server(req, method)
     }
 
     /// For a CANCEL: the key of the INVITE server transaction it cancels (RFC 3261 9.2 with 17.2.3).
-    pub fn cancel_target(cancel: &SipMessage) -> Option<TransactionKey> {
+    pub fn cancel_target(cancel: &'a SipMessage) -> Option<KeyOf<'a>> {
         if cancel.method() != Some(&Method::Cancel) {
             return None;
         }
-        Self::server_key(cancel, Method::Invite)
+        Self::server(cancel, &INVITE)
     }
 
-    fn server_key(req: &SipMessage, method: Method) -> Option<TransactionKey> {
+    fn server(req: &'a SipMessage, method: &'a Method) -> Option<KeyOf<'a>> {
         let via = req.top_via();
         let branch = via.branch().filter(|b| b.starts_with(BRANCH_MAGIC))?;
-        let mut sent_by = via.host().to_ascii_lowercase();
-        // A missing port is the transport default; comparing it explicitly makes "h" equal "h:5060".
         let port = via
             .port()
             .unwrap_or(if via.transport().eq_ignore_ascii_case("TLS") {
@@ -147,14 +163,57 @@ impl TransactionKey {
             } else {
                 5060
             });
-        sent_by.push(':');
-        sent_by.push_str(&port.to_string());
-        Some(TransactionKey {
-            branch: branch.into(),
-            sent_by: sent_by.into(),
+        Some(KeyOf {
+            branch,
+            host: via.host(),
+            port,
             method,
             server: true,
         })
+    }
+
+    /// The owned key, for a new transaction.
+    pub fn to_key(&self) -> TransactionKey {
+        TransactionKey {
+            branch: self.branch.into(),
+            host: self.host.to_ascii_lowercase().into(),
+            port: self.port,
+            method: self.method.clone(),
+            server: self.server,
+        }
+    }
+}
+
+impl PartialEq<KeyOf<'_>> for TransactionKey {
+    fn eq(&self, k: &KeyOf<'_>) -> bool {
+        self.server == k.server
+            && self.port == k.port
+            && *self.branch == *k.branch
+            && self.method == *k.method
+            && self.host.eq_ignore_ascii_case(k.host)
+    }
+}
+
+impl TransactionKey {
+    /// The key of the client transaction a response belongs to (17.1.3).
+    pub fn for_response(resp: &SipMessage) -> Option<TransactionKey> {
+        KeyOf::response(resp).map(|k| k.to_key())
+    }
+
+    /// The key of the server transaction a request belongs to (17.2.3); an ACK maps to its INVITE.
+    /// `None` if the request has no RFC 3261 branch.
+    pub fn for_request(req: &SipMessage) -> Option<TransactionKey> {
+        KeyOf::request(req).map(|k| k.to_key())
+    }
+
+    /// For a CANCEL: the key of the INVITE server transaction it cancels (RFC 3261 9.2 with 17.2.3).
+    pub fn cancel_target(cancel: &SipMessage) -> Option<TransactionKey> {
+        KeyOf::cancel_target(cancel).map(|k| k.to_key())
+    }
+
+    /// Whether `key` (a message's, if it has one) is this one.
+    pub fn matches(&self, key: Option<KeyOf<'_>>) -> bool {
+        key.is_some_and(|k| *self == k)
     }
 
     /// The branch.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tracing::trace;
 
 use super::timer::TimerTable;
-use super::{Event, Timer, TimerConfig, TransactionError, TransactionKey, Transmit};
+use super::{Event, KeyOf, Timer, TimerConfig, TransactionError, TransactionKey, Transmit};
 use crate::TransportKind;
 use crate::message::{Method, OutgoingResponse, SipMessage};
 
@@ -230,7 +230,7 @@ impl ServerTransaction {
         req: SipMessage,
     ) -> Result<(), TransactionError> {
         let method = req.method().ok_or(TransactionError::WrongKind)?.clone();
-        if TransactionKey::for_request(&req).as_ref() != Some(&self.key) {
+        if !self.key.matches(KeyOf::request(&req)) {
             return Err(TransactionError::NotMatching);
         }
         trace!(%method, state = self.state_name(), "server transaction request");

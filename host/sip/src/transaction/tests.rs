@@ -456,6 +456,90 @@ fn matching_keys_per_17_1_3_and_17_2_3() {
     );
 }
 
+/// The borrowed key read from a message matches a stored key exactly when the two owned keys are
+/// equal: sent-by host case, a default port written or not (5060, or 5061 for TLS), branch, method,
+/// ACK as INVITE, and requests against responses.
+#[test]
+fn borrowed_keys_match_as_owned_keys_compare() {
+    let msg = |first: &str, via: &str, cseq: &str| {
+        let text = format!(
+            "{first}\r\nVia: {via}\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\n\
+             Call-ID: k1\r\nCSeq: {cseq}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        SipMessage::parse(Bytes::from(text)).unwrap()
+    };
+    let b = "z9hG4bK-one";
+    let mut msgs = Vec::new();
+    for via in [
+        format!("SIP/2.0/UDP host.example;branch={b}"),
+        format!("SIP/2.0/UDP HOST.example:5060;branch={b}"),
+        format!("SIP/2.0/UDP host.example:5070;branch={b}"),
+        format!("SIP/2.0/TLS host.example;branch={b}"),
+        format!("SIP/2.0/TLS host.example:5061;branch={b}"),
+        format!("SIP/2.0/UDP other.example;branch={b}"),
+        "SIP/2.0/UDP host.example;branch=z9hG4bK-two".to_string(),
+        "SIP/2.0/UDP host.example;branch=old-style".to_string(),
+    ] {
+        for (method, cseq) in [("INVITE", "1 INVITE"), ("ACK", "1 ACK"), ("BYE", "2 BYE")] {
+            msgs.push(msg(&format!("{method} sip:b@y SIP/2.0"), &via, cseq));
+        }
+        msgs.push(msg("SIP/2.0 200 OK", &via, "1 INVITE"));
+        msgs.push(msg("SIP/2.0 200 OK", &via, "2 BYE"));
+        msgs.push(msg("CANCEL sip:b@y SIP/2.0", &via, "1 CANCEL"));
+    }
+    type Owned = fn(&SipMessage) -> Option<TransactionKey>;
+    type Borrowed = for<'a> fn(&'a SipMessage) -> Option<KeyOf<'a>>;
+    let forms: [(Owned, Borrowed); 3] = [
+        (TransactionKey::for_request, |m| KeyOf::request(m)),
+        (TransactionKey::for_response, |m| KeyOf::response(m)),
+        (TransactionKey::cancel_target, |m| KeyOf::cancel_target(m)),
+    ];
+    let mut matched = 0;
+    for stored in &msgs {
+        for (owned_of, _) in forms {
+            let Some(key) = owned_of(stored) else {
+                continue;
+            };
+            for other in &msgs {
+                for (owned, borrowed) in forms {
+                    let expected = owned(other).as_ref() == Some(&key);
+                    assert_eq!(
+                        key.matches(borrowed(other)),
+                        expected,
+                        "{key:?} / {other:?}"
+                    );
+                    matched += usize::from(expected);
+                }
+            }
+        }
+    }
+    assert!(
+        matched > msgs.len(),
+        "the cases include matches across messages"
+    );
+    // Six messages per Via: INVITE, ACK, BYE, 200 to INVITE, 200 to BYE, CANCEL.
+    let invite_key = |via: usize| TransactionKey::for_request(&msgs[via * 6]).unwrap();
+    assert!(
+        invite_key(0).matches(KeyOf::request(&msgs[6])),
+        "host case, port 5060 written"
+    );
+    assert!(
+        invite_key(0).matches(KeyOf::request(&msgs[1])),
+        "an ACK names its INVITE"
+    );
+    assert!(
+        invite_key(3).matches(KeyOf::request(&msgs[4 * 6])),
+        "TLS defaults to 5061"
+    );
+    for other_via in [2, 5, 6] {
+        assert!(!invite_key(0).matches(KeyOf::request(&msgs[other_via * 6])));
+    }
+    assert!(
+        TransactionKey::for_request(&msgs[7 * 6]).is_none(),
+        "no RFC 3261 branch"
+    );
+}
+
 #[test]
 fn transport_error_is_reported_once() {
     let now = Instant::now();
