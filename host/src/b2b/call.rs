@@ -1765,27 +1765,38 @@ impl Call {
         if busy {
             return None;
         }
+        // Echoes outlive the call by LINGER (40,000 calls' worth at 4,000 calls/s): each keeps an
+        // exact copy of its bytes, not the builder's buffer, which was sized for the worst case
+        // (about twice the message).
+        let compact = |b: &Bytes| Bytes::copy_from_slice(b);
         let echo = |s: &ServerTransaction, transport| Echo {
             key: s.key().clone(),
-            response: s.echo().cloned(),
+            response: s.echo().map(compact),
             dest: s.response_dest(),
             transport,
         };
         // A's INVITE even once terminated: a late retransmission must not look like a new call.
-        let mut answers = vec![echo(&self.a.txn, self.a.transport)];
-        answers.extend(self.txns.iter().filter_map(|t| match &t.kind {
-            TxnKind::Server(s) if !s.is_terminated() => Some(echo(s, t.transport)),
-            _ => None,
-        }));
+        let open_server = |t: &&Txn| matches!(&t.kind, TxnKind::Server(s) if !s.is_terminated());
+        let mut answers = Vec::with_capacity(1 + self.txns.iter().filter(open_server).count());
+        answers.push(echo(&self.a.txn, self.a.transport));
+        answers.extend(
+            self.txns
+                .iter()
+                .filter(open_server)
+                .filter_map(|t| match &t.kind {
+                    TxnKind::Server(s) => Some(echo(s, t.transport)),
+                    TxnKind::Client(_) => None,
+                }),
+        );
         let b_ack = self.b.as_ref().and_then(|b| {
-            let ack = b.ack.clone().or_else(|| b.txn.non_2xx_ack().cloned())?;
-            Some((b.txn.key().clone(), ack, b.dest))
+            let ack = b.ack.as_ref().or_else(|| b.txn.non_2xx_ack())?;
+            Some((b.txn.key().clone(), compact(ack), b.dest))
         });
         Some(Echoes { answers, b_ack })
     }
 
-    /// Hands the call's Call-IDs to its echoes and ends the actor early: a finished call is then a
-    /// few hundred bytes in the registry instead of a task that wakes for every transaction timer.
+    /// Hands the call's Call-IDs to its echoes and ends the actor early: a finished call is then
+    /// ~2 KB in the registry instead of a task that wakes for every transaction timer.
     fn retire(&mut self, now: Instant, echoes: Echoes, rx: &mut Mailbox) {
         let echoes = self.shared.retire(self.call_ids(), echoes, now);
         // Queued before the hand-over: answered as the echoes answer later ones.

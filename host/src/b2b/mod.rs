@@ -101,8 +101,9 @@ enum Route {
 /// What a finished call still owes its peers once its transactions only absorb retransmissions
 /// (RFC 3261 17: a lost final response makes the peer retransmit its request; a lost ACK makes the
 /// callee retransmit its final response). Held for [`LINGER`] instead of the whole call actor:
-/// a few hundred bytes where the actor, its queue, both INVITEs and its transactions were ~26 KiB
-/// and woke up for each transaction timer.
+/// ~2 KB with its registry entries (40,000 calls at 4,000 calls/s, all within one LINGER, grew the
+/// gateway by 77 MB), where the actor, its queue, both INVITEs and its
+/// transactions were ~26 KiB and woke up for each transaction timer.
 pub(crate) struct Echoes {
     /// Requests the call answered: a retransmission gets the same answer again (`None`: absorbed).
     pub answers: Vec<Echo>,
