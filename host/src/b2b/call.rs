@@ -1901,9 +1901,8 @@ fn dest_of(dialog: &Dialog, fallback: SocketAddr) -> SocketAddr {
     let next = dialog
         .route_set()
         .first()
-        .map(|r| headers::uri_of(r).to_string())
-        .unwrap_or_else(|| dialog.remote_target().to_string());
-    headers::uri_host_port(&next)
+        .map_or(dialog.remote_target(), |r| headers::uri_of(r));
+    headers::uri_host_port(next)
         .and_then(|(h, p)| h.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, p)))
         .unwrap_or(fallback)
 }
@@ -1914,10 +1913,7 @@ async fn resolve(uri: &str) -> Option<SocketAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Some(SocketAddr::new(ip, port));
     }
-    tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .ok()?
-        .next()
+    tokio::net::lookup_host((host, port)).await.ok()?.next()
 }
 
 fn view_headers(msg: &SipMessage) -> Vec<Header> {
@@ -1929,16 +1925,10 @@ fn view_headers(msg: &SipMessage) -> Vec<Header> {
 
 /// The headers a plugin sees, borrowed: all but the routing ones, which are the gateway's.
 fn header_views(msg: &SipMessage) -> Vec<HeaderView<'_>> {
-    msg.headers()
-        .map(|(n, v)| HeaderView::new(callgate_sip::message::canonical_name(n), v))
-        .filter(|h| !is_routing_header(h.name))
+    msg.header_lines()
+        .filter(|h| !h.is_routing())
+        .map(|h| HeaderView::new(callgate_sip::message::canonical_name(h.name), h.value))
         .collect()
-}
-
-fn is_routing_header(canonical: &str) -> bool {
-    ["via", "route", "record-route"]
-        .iter()
-        .any(|x| x.eq_ignore_ascii_case(canonical))
 }
 
 fn request_view(msg: &SipMessage) -> RequestView<'_> {

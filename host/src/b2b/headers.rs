@@ -2,15 +2,15 @@
 
 use std::borrow::Cow;
 
-use callgate_sip::message::SipMessage;
+use callgate_sip::message::{HeaderLine, SipMessage};
 
 use crate::plugin::decision::{Header, HeaderEdits};
-use crate::plugin::validate::is_host_owned;
 
 /// Headers that describe a hop, a dialog or framing on one leg. They never cross to the other leg:
 /// the host writes its own for each leg. Those a plugin may not set, plus RSeq/RAck (RFC 3262).
-fn is_leg_local(name: &str) -> bool {
-    is_host_owned(name) || name.eq_ignore_ascii_case("rseq") || name.eq_ignore_ascii_case("rack")
+fn is_leg_local(h: &HeaderLine<'_>) -> bool {
+    // The host-owned ones are the stack's, which the parser marked.
+    h.is_stack() || h.name.eq_ignore_ascii_case("rseq") || h.name.eq_ignore_ascii_case("rack")
 }
 
 /// Headers of A's INVITE that go to B's without any plugin asking: session timers (RFC 4028), so that
@@ -25,9 +25,10 @@ pub(crate) type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 /// the leg-local ones. A `Supported`/`Require` naming `100rel` is dropped, as the gateway does not
 /// relay reliable provisionals.
 pub(crate) fn end_to_end(msg: &SipMessage) -> Pairs<'_> {
-    msg.headers()
-        .filter(|(n, _)| !is_leg_local(n))
-        .filter_map(|(n, v)| {
+    msg.header_lines()
+        .filter(|h| !is_leg_local(h))
+        .filter_map(|h| {
+            let (n, v) = (h.name, h.value);
             let canonical = callgate_sip::message::canonical_name(n);
             if canonical.eq_ignore_ascii_case("supported")
                 || canonical.eq_ignore_ascii_case("require")
@@ -62,39 +63,24 @@ pub(crate) fn add(headers: &mut Pairs<'_>, add: &[Header]) {
 
 /// A From/To value without its `tag` parameter, as a new leg's From/To is written with our own tag.
 pub(crate) fn without_tag(value: &str) -> String {
-    // Parameters after the name-addr's closing bracket (or after the URI when there is none).
-    let params_start = value.rfind('>').map_or(0, |i| i + 1);
-    let (head, params) = value.split_at(params_start);
-    let kept: Vec<&str> = params
-        .split(';')
-        .filter(|p| {
-            let p = p.trim();
-            !p.is_empty() && !p.to_ascii_lowercase().starts_with("tag=")
-        })
-        .collect();
-    let mut out = head.trim_end().to_string();
-    if head.is_empty() {
-        // A bare URI: its own parameters other than tag stay.
-        let mut parts = value.split(';');
-        out = parts.next().unwrap_or("").trim().to_string();
-        for p in parts {
-            let p = p.trim();
-            if !p.is_empty() && !p.to_ascii_lowercase().starts_with("tag=") {
-                out.push(';');
-                out.push_str(p);
-            }
-        }
-        return out;
-    }
-    for p in kept {
+    let kept =
+        |p: &&str| !p.is_empty() && !p.get(..4).is_some_and(|t| t.eq_ignore_ascii_case("tag="));
+    // Parameters after the name-addr's closing bracket; for a bare URI, after the URI.
+    let (head, params) = match value.rfind('>') {
+        Some(i) => value.split_at(i + 1),
+        None => value.split_once(';').unwrap_or((value, "")),
+    };
+    let mut out = String::with_capacity(value.len());
+    out.push_str(head.trim());
+    for p in params.split(';').map(str::trim).filter(kept) {
         out.push(';');
-        out.push_str(p.trim());
+        out.push_str(p);
     }
     out
 }
 
 /// Host and port of a SIP URI (`sip:user@host:port;params`), for sending to it.
-pub(crate) fn uri_host_port(uri: &str) -> Option<(String, u16)> {
+pub(crate) fn uri_host_port(uri: &str) -> Option<(&str, u16)> {
     let rest = uri.split_once(':')?.1;
     let rest = rest.trim_start_matches('<');
     let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
@@ -105,11 +91,11 @@ pub(crate) fn uri_host_port(uri: &str) -> Option<(String, u16)> {
             .strip_prefix(':')
             .and_then(|p| p.parse().ok())
             .unwrap_or(5060);
-        return Some((host.to_string(), port));
+        return Some((host, port));
     }
     match hostport.split_once(':') {
-        Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
-        None => Some((hostport.to_string(), 5060)),
+        Some((h, p)) => Some((h, p.parse().ok()?)),
+        None => Some((hostport, 5060)),
     }
 }
 
@@ -184,25 +170,29 @@ mod tests {
         );
         assert_eq!(without_tag("<sip:bob@b>"), "<sip:bob@b>");
         assert_eq!(without_tag("sip:bob@b;tag=9"), "sip:bob@b");
+        assert_eq!(without_tag("sip:bob@b;x=1; TAG=9 ;y"), "sip:bob@b;x=1;y");
+        assert_eq!(
+            without_tag(" <sip:b@b;tag=in-uri>;Tag=2;tagx=3 "),
+            "<sip:b@b;tag=in-uri>;tagx=3"
+        );
+        assert_eq!(without_tag("<sip:b@b>;tag"), "<sip:b@b>;tag");
+        assert_eq!(without_tag("sip:b@b"), "sip:b@b");
     }
 
     #[test]
     fn host_and_port_of_uris() {
         assert_eq!(
             uri_host_port("sip:bob@127.0.0.1:5080"),
-            Some(("127.0.0.1".into(), 5080))
+            Some(("127.0.0.1", 5080))
         );
         assert_eq!(
             uri_host_port("sip:127.0.0.1;transport=udp"),
-            Some(("127.0.0.1".into(), 5060))
+            Some(("127.0.0.1", 5060))
         );
-        assert_eq!(
-            uri_host_port("sips:a@[::1]:5061"),
-            Some(("::1".into(), 5061))
-        );
+        assert_eq!(uri_host_port("sips:a@[::1]:5061"), Some(("::1", 5061)));
         assert_eq!(
             uri_host_port("<sip:gw@10.0.0.1:5062>"),
-            Some(("10.0.0.1".into(), 5062))
+            Some(("10.0.0.1", 5062))
         );
     }
 

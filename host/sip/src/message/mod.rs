@@ -246,6 +246,32 @@ struct Parsed {
     contact: Option<NameAddr>,
 }
 
+/// One header line of a message: name and value as written, and whether the parser indexed the name,
+/// so that a caller sorting lines need not compare names again.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderLine<'a> {
+    /// The name as written (compact forms included).
+    pub name: &'a str,
+    /// The value, trimmed.
+    pub value: &'a str,
+    known: Option<Known>,
+}
+
+impl HeaderLine<'_> {
+    /// One of the headers the stack reads and writes itself ([`is_stack_header`]).
+    pub fn is_stack(&self) -> bool {
+        self.known.is_some()
+    }
+
+    /// Via, Route or Record-Route: how a message travels hop by hop.
+    pub fn is_routing(&self) -> bool {
+        matches!(
+            self.known,
+            Some(Known::Via | Known::Route | Known::RecordRoute)
+        )
+    }
+}
+
 /// The top Via of a message, read-only.
 #[derive(Debug, Clone, Copy)]
 pub struct TopVia<'a> {
@@ -439,6 +465,15 @@ impl SipMessage {
             .headers
             .iter()
             .map(|h| (self.str_at(&h.name), self.str_at(&h.value)))
+    }
+
+    /// Every header line with what the parser learnt of its name, in order (see [`HeaderLine`]).
+    pub fn header_lines(&self) -> impl Iterator<Item = HeaderLine<'_>> + '_ {
+        self.0.headers.iter().map(|h| HeaderLine {
+            name: self.str_at(&h.name),
+            value: self.str_at(&h.value),
+            known: h.known,
+        })
     }
 
     /// Values of the header lines named `name` (case-insensitive, compact forms equivalent), in order.

@@ -530,6 +530,73 @@ fn register_star_contact_and_sizes() {
     assert_eq!(err.status(), 513);
 }
 
+/// What a header line says of its name agrees with the name lookups: `is_stack` with
+/// `is_stack_header`, `is_routing` with Via, Route and Record-Route in any case or compact form.
+#[test]
+fn header_lines_know_their_names() {
+    let names = [
+        "Via",
+        "v",
+        "V",
+        "ROUTE",
+        "Record-Route",
+        "record-route",
+        "From",
+        "f",
+        "To",
+        "t",
+        "Call-ID",
+        "i",
+        "CSeq",
+        "Contact",
+        "m",
+        "Max-Forwards",
+        "Content-Type",
+        "c",
+        "Subject",
+        "s",
+        "X-Route",
+        "Routes",
+        "Supported",
+        "k",
+        "RSeq",
+    ];
+    let mut text = String::from(
+        "OPTIONS sip:b@y SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\n\
+         To: <sip:b@y>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n",
+    );
+    for n in names {
+        let value = match canonical_name(n).to_ascii_lowercase().as_str() {
+            "via" => "SIP/2.0/UDP h2;branch=z9hG4bK2",
+            "from" | "to" | "contact" | "route" | "record-route" => "<sip:p@q>;tag=2",
+            "call-id" | "content-type" => "x/y",
+            "cseq" => "1 OPTIONS",
+            "max-forwards" => "70",
+            _ => "v",
+        };
+        text.push_str(&format!("{n}: {value}\r\n"));
+    }
+    text.push_str("\r\n");
+    // Duplicates of single-valued headers are refused, but the lines are still indexed.
+    let msg = match SipMessage::parse(Bytes::from(text)) {
+        Ok(m) => m,
+        Err(e) => *e.request.expect("a request"),
+    };
+    let mut seen = 0;
+    for line in msg.header_lines() {
+        assert_eq!(line.is_stack(), is_stack_header(line.name), "{}", line.name);
+        let canonical = canonical_name(line.name).to_ascii_lowercase();
+        assert_eq!(
+            line.is_routing(),
+            ["via", "route", "record-route"].contains(&canonical.as_str()),
+            "{}",
+            line.name
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 6 + names.len());
+}
+
 #[test]
 fn check_sdp_sanity() {
     let ok = b"v=0\r\no=a 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
@@ -538,6 +605,51 @@ fn check_sdp_sanity() {
     check_sdp(b"v=0\r\nm=audio 70000 RTP/AVP 0\r\n").unwrap_err();
     check_sdp(b"v=0\r\nm=audio 4000\r\n").unwrap_err();
     check_sdp(b"v=0\r\ns=-\r\n").unwrap_err();
+}
+
+/// The byte-loop line split of `check_sdp` gives the same verdict and message as `str::split` on
+/// every combination of line ends (LF, CR LF, lone CR, blank lines, none at the end) around valid and
+/// invalid lines.
+#[test]
+fn check_sdp_agrees_with_its_split_definition() {
+    use super::parse::check_sdp_reference;
+    let lines = [
+        "v=0",
+        "v=1",
+        "o=a 1 1 IN IP4 1.2.3.4",
+        "s=-",
+        "m=audio 4000 RTP/AVP 0",
+        "m=audio 70000 RTP/AVP 0",
+        "m=video 5000/2 RTP/AVP 31",
+        "m=audio 4000",
+        "m=audio  4000 RTP/AVP 0",
+        "x",
+        "X=1",
+        "a=\u{e9}t\u{e9}",
+        "",
+    ];
+    let ends = ["\n", "\r\n", "\r", "\n\n", "\r\n\r\n", ""];
+    let mut checked = 0;
+    for a in lines {
+        for b in lines {
+            for c in lines {
+                for (e1, e2) in [(0, 1), (1, 1), (2, 0), (3, 5), (4, 1), (1, 5), (0, 2)] {
+                    let body = format!("{a}{}{b}{}{c}{}", ends[e1], ends[e2], ends[e1]);
+                    assert_eq!(
+                        check_sdp(body.as_bytes()),
+                        check_sdp_reference(body.as_bytes()),
+                        "{body:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        check_sdp(&[0xff, b'\n']),
+        check_sdp_reference(&[0xff, b'\n'])
+    );
+    assert!(checked > 10_000);
 }
 
 #[test]
