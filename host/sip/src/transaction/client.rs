@@ -1,6 +1,5 @@
 //! Client transactions: RFC 3261 17.1.1 (INVITE) and 17.1.2 (non-INVITE).
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -8,7 +7,7 @@ use bytes::Bytes;
 use tracing::trace;
 
 use super::timer::TimerTable;
-use super::{Event, KeyOf, Timer, TimerConfig, TransactionError, TransactionKey, Transmit};
+use super::{Event, KeyOf, Outbox, Timer, TimerConfig, TransactionError, TransactionKey, Transmit};
 use crate::TransportKind;
 use crate::message::{Method, SipMessage, build_non2xx_ack};
 
@@ -105,8 +104,8 @@ pub struct ClientTransaction {
     timers: TimerTable,
     interval: Duration,
     ack: Option<Bytes>,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    transmits: Outbox<Transmit>,
+    events: Outbox<Event>,
 }
 
 impl ClientTransaction {
@@ -151,8 +150,8 @@ impl ClientTransaction {
             timers.set(Timer::F, now + config.t1x64());
             State::NonInvite(NonInviteState::Trying)
         };
-        let mut transmits = VecDeque::with_capacity(2);
-        transmits.push_back(Transmit {
+        let mut transmits = Outbox::new();
+        transmits.push(Transmit {
             bytes: wire.clone(),
             dest,
         });
@@ -168,7 +167,7 @@ impl ClientTransaction {
             interval: config.t1,
             ack: None,
             transmits,
-            events: VecDeque::new(),
+            events: Outbox::new(),
         })
     }
 
@@ -235,7 +234,7 @@ impl ClientTransaction {
     }
 
     fn send(&mut self, bytes: Bytes) {
-        self.transmits.push_back(Transmit {
+        self.transmits.push(Transmit {
             bytes,
             dest: self.dest,
         });
@@ -279,20 +278,20 @@ impl ClientTransaction {
                 self.timers.stop(Timer::A);
                 self.timers.stop(Timer::B);
                 self.state = State::Invite(Proceeding);
-                self.events.push_back(Event::Response(resp));
+                self.events.push(Event::Response(resp));
             }
             (Calling | Proceeding, 200..=299) => {
                 self.timers.stop_all();
                 self.timers.set(Timer::M, now + self.config.t1x64());
                 self.state = State::Invite(Accepted);
-                self.events.push_back(Event::Response(resp));
+                self.events.push(Event::Response(resp));
             }
             (Calling | Proceeding, _) => {
                 let ack = build_non2xx_ack(&self.request, &resp);
                 self.send(ack.clone());
                 self.ack = Some(ack);
                 self.timers.stop_all();
-                self.events.push_back(Event::Response(resp));
+                self.events.push(Event::Response(resp));
                 if self.reliable {
                     self.terminate();
                 } else {
@@ -302,7 +301,7 @@ impl ClientTransaction {
                     self.state = State::Invite(Completed);
                 }
             }
-            (Accepted, 200..=299) => self.events.push_back(Event::Response(resp)),
+            (Accepted, 200..=299) => self.events.push(Event::Response(resp)),
             (Completed, 300..) => {
                 if let Some(ack) = self.ack.clone() {
                     self.send(ack);
@@ -323,11 +322,11 @@ impl ClientTransaction {
         match (s, status) {
             (Trying | Proceeding, 100..=199) => {
                 self.state = State::NonInvite(Proceeding);
-                self.events.push_back(Event::Response(resp));
+                self.events.push(Event::Response(resp));
             }
             (Trying | Proceeding, _) => {
                 self.timers.stop_all();
-                self.events.push_back(Event::Response(resp));
+                self.events.push(Event::Response(resp));
                 if self.reliable {
                     self.terminate();
                 } else {
@@ -359,7 +358,7 @@ impl ClientTransaction {
                     self.timers.set(Timer::E, now + self.interval);
                 }
                 Timer::B | Timer::F => {
-                    self.events.push_back(Event::Timeout(t));
+                    self.events.push(Event::Timeout(t));
                     self.terminate();
                 }
                 Timer::D | Timer::K | Timer::M => self.terminate(),
@@ -371,7 +370,7 @@ impl ClientTransaction {
     /// The transport failed to send for this transaction (17.1.4): tells the TU and terminates.
     pub fn handle_transport_error(&mut self) {
         if !self.is_terminated() {
-            self.events.push_back(Event::TransportError);
+            self.events.push(Event::TransportError);
             self.terminate();
         }
     }
@@ -379,13 +378,13 @@ impl ClientTransaction {
     /// The next message to send.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.transmits.pop()
     }
 
     /// The next event for the TU.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop()
     }
 
     /// When `handle_timeout` must next be called.

@@ -47,9 +47,6 @@ pub struct Transmit {
 }
 
 /// What a transaction tells its TU.
-// Nearly every event is a `Response`; boxing it would add an allocation to the common case to save a
-// memcpy in the rare ones.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Event {
     /// Client: a response for the TU. Every 1xx and 2xx, the first non-2xx final; retransmitted
@@ -88,6 +85,26 @@ pub enum TransactionError {
         /// What was attempted.
         action: &'static str,
     },
+}
+
+/// A transaction's queue of transmits or events for its TU: one or two at a time, drained after
+/// every input, so they are kept inline rather than in a heap queue per transaction.
+#[derive(Debug)]
+pub(crate) struct Outbox<T>(smallvec::SmallVec<[T; 2]>);
+
+impl<T> Outbox<T> {
+    pub(crate) fn new() -> Self {
+        Outbox(smallvec::SmallVec::new())
+    }
+
+    pub(crate) fn push(&mut self, item: T) {
+        self.0.push(item);
+    }
+
+    /// The oldest entry.
+    pub(crate) fn pop(&mut self) -> Option<T> {
+        (!self.0.is_empty()).then(|| self.0.remove(0))
+    }
 }
 
 /// Identifies a transaction per RFC 3261 17.1.3 (client: branch + CSeq method) and 17.2.3 (server:

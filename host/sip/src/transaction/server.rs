@@ -1,6 +1,5 @@
 //! Server transactions: RFC 3261 17.2.1 (INVITE) and 17.2.2 (non-INVITE).
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -8,7 +7,7 @@ use bytes::Bytes;
 use tracing::trace;
 
 use super::timer::TimerTable;
-use super::{Event, KeyOf, Timer, TimerConfig, TransactionError, TransactionKey, Transmit};
+use super::{Event, KeyOf, Outbox, Timer, TimerConfig, TransactionError, TransactionKey, Transmit};
 use crate::TransportKind;
 use crate::message::{Method, OutgoingResponse, SipMessage};
 
@@ -94,8 +93,8 @@ pub struct ServerTransaction {
     timers: TimerTable,
     interval: Duration,
     last_response: Option<Bytes>,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    transmits: Outbox<Transmit>,
+    events: Outbox<Event>,
 }
 
 impl ServerTransaction {
@@ -128,8 +127,8 @@ impl ServerTransaction {
             timers: TimerTable::default(),
             interval: config.t1,
             last_response: None,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            transmits: Outbox::new(),
+            events: Outbox::new(),
         })
     }
 
@@ -210,7 +209,7 @@ impl ServerTransaction {
     }
 
     fn send(&mut self, bytes: Bytes) {
-        self.transmits.push_back(Transmit {
+        self.transmits.push(Transmit {
             bytes,
             dest: self.dest,
         });
@@ -317,7 +316,7 @@ impl ServerTransaction {
                     self.timers.set(Timer::G, now + self.interval);
                 }
                 Timer::H => {
-                    self.events.push_back(Event::Timeout(t));
+                    self.events.push(Event::Timeout(t));
                     self.terminate();
                 }
                 Timer::I | Timer::J | Timer::L => self.terminate(),
@@ -329,7 +328,7 @@ impl ServerTransaction {
     /// The transport failed to send a response (17.2.4): tells the TU and terminates.
     pub fn handle_transport_error(&mut self) {
         if !self.is_terminated() {
-            self.events.push_back(Event::TransportError);
+            self.events.push(Event::TransportError);
             self.terminate();
         }
     }
@@ -337,13 +336,13 @@ impl ServerTransaction {
     /// The next message to send.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.transmits.pop()
     }
 
     /// The next event for the TU.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop()
     }
 
     /// When `handle_timeout` must next be called.

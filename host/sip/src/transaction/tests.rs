@@ -649,3 +649,19 @@ fn build_non2xx_ack_for_test(
     let resp = SipMessage::parse(resp.bytes().clone()).unwrap();
     SipMessage::parse(crate::message::build_non2xx_ack(inv, &resp)).unwrap()
 }
+
+/// The outbox hands entries back oldest first, also beyond its inline room.
+#[test]
+fn outbox_is_first_in_first_out() {
+    let mut o = Outbox::new();
+    assert_eq!(o.pop(), None::<u32>);
+    for round in 0..3u32 {
+        for i in 0..round + 2 {
+            o.push(round * 10 + i);
+        }
+        for i in 0..round + 2 {
+            assert_eq!(o.pop(), Some(round * 10 + i));
+        }
+        assert_eq!(o.pop(), None);
+    }
+}
