@@ -258,12 +258,12 @@ mod tests {
              From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:x@127.0.0.1>\r\nCall-ID: c\r\n\
              CSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         );
-        Box::new(Incoming {
+        Incoming {
             msg: SipMessage::parse(Bytes::from(raw)).expect("valid"),
             source: "127.0.0.1:5070".parse().expect("addr"),
             transport: TransportKind::Udp,
             local: "127.0.0.1:5060".parse().expect("addr"),
-        })
+        }
     }
 
     fn cseq(m: &Inbound) -> u32 {

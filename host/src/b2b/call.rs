@@ -1801,7 +1801,7 @@ impl Call {
         let echoes = self.shared.retire(self.call_ids(), echoes, now);
         // Queued before the hand-over: answered as the echoes answer later ones.
         for inb in rx.close() {
-            self.shared.echo(&echoes, *inb);
+            self.shared.echo(&echoes, inb);
         }
         debug!("call retired; its echoes answer retransmissions");
         self.shared.metrics.call_closed();

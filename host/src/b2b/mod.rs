@@ -85,9 +85,9 @@ impl Net {
     }
 }
 
-/// An incoming message for a call. Boxed: a call's mailbox grows by whole entries, which unboxed
-/// are ~500 bytes each.
-pub(crate) type Inbound = Box<Incoming>;
+/// An incoming message for a call: ~80 bytes since a message is an `Arc`, so it is queued by value
+/// (boxed, it cost an allocation per message).
+pub(crate) type Inbound = Incoming;
 
 /// Where the registry sends a Call-ID's messages.
 #[derive(Clone)]
@@ -223,15 +223,15 @@ impl Shared {
     /// delivery; the delivery then finds its mailbox closed, and one more lookup finds the echoes.
     fn route_message(self: &Arc<Self>, inc: Incoming, retry: bool) {
         match self.route(inc.msg.call_id()) {
-            Some(Route::Live(actor)) => match actor.deliver(Box::new(inc)) {
+            Some(Route::Live(actor)) => match actor.deliver(inc) {
                 Ok(()) => {}
                 Err(Undelivered::Full) => {
                     warn!("call queue full; message dropped (the peer will retransmit)");
                 }
-                Err(Undelivered::Closed(inc)) if retry => self.route_message(*inc, false),
+                Err(Undelivered::Closed(inc)) if retry => self.route_message(inc, false),
                 Err(Undelivered::Closed(inc)) => {
                     self.unregister(&[inc.msg.call_id()]);
-                    self.out_of_dialog(*inc);
+                    self.out_of_dialog(inc);
                 }
             },
             Some(Route::Ended(echoes)) => self.echo(&echoes, inc),
@@ -333,7 +333,7 @@ impl Shared {
         let call_id = inc.msg.call_id().to_string();
         let shared = self.clone();
         let actor = Actor::new(CALL_QUEUE, move |mailbox, me| {
-            call::run(shared, call_ref, Box::new(inc), me, mailbox)
+            call::run(shared, call_ref, inc, me, mailbox)
         });
         self.register(&call_id, actor.clone());
         actor.run_here();
