@@ -127,13 +127,7 @@ impl ClientTransaction {
             .branch()
             .filter(|b| b.starts_with(crate::message::BRANCH_MAGIC))
             .ok_or(TransactionError::NoBranch)?;
-        let key = TransactionKey {
-            branch: branch.into(),
-            host: "".into(),
-            port: 0,
-            method: method.clone(),
-            server: false,
-        };
+        let key = KeyOf::client(branch, &method).to_key();
         let reliable = transport.is_reliable();
         let wire = request.wire_bytes();
         let mut timers = TimerTable::default();

@@ -143,13 +143,18 @@ impl<'a> KeyOf<'a> {
         if resp.is_request() {
             return None;
         }
-        Some(KeyOf {
-            branch: resp.top_via().branch()?,
+        Some(Self::client(resp.top_via().branch()?, resp.cseq_method()))
+    }
+
+    /// A client transaction's key: branch and method only (17.1.3).
+    pub(crate) fn client(branch: &'a str, method: &'a Method) -> KeyOf<'a> {
+        KeyOf {
+            branch,
             host: "",
             port: 0,
-            method: resp.cseq_method(),
+            method,
             server: false,
-        })
+        }
     }
 
     /// The key of the server transaction a request belongs to (17.2.3); an ACK maps to its INVITE.
