@@ -1776,18 +1776,15 @@ impl Call {
             transport,
         };
         // A's INVITE even once terminated: a late retransmission must not look like a new call.
-        let open_server = |t: &&Txn| matches!(&t.kind, TxnKind::Server(s) if !s.is_terminated());
-        let mut answers = Vec::with_capacity(1 + self.txns.iter().filter(open_server).count());
+        let open_servers = || {
+            self.txns.iter().filter_map(|t| match &t.kind {
+                TxnKind::Server(s) if !s.is_terminated() => Some((s, t.transport)),
+                _ => None,
+            })
+        };
+        let mut answers = Vec::with_capacity(1 + open_servers().count());
         answers.push(echo(&self.a.txn, self.a.transport));
-        answers.extend(
-            self.txns
-                .iter()
-                .filter(open_server)
-                .filter_map(|t| match &t.kind {
-                    TxnKind::Server(s) => Some(echo(s, t.transport)),
-                    TxnKind::Client(_) => None,
-                }),
-        );
+        answers.extend(open_servers().map(|(s, transport)| echo(s, transport)));
         let b_ack = self.b.as_ref().and_then(|b| {
             let ack = b.ack.as_ref().or_else(|| b.txn.non_2xx_ack())?;
             Some((b.txn.key().clone(), compact(ack), b.dest))
