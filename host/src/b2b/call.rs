@@ -200,7 +200,7 @@ struct Call {
     plugins: Option<CallPlugins>,
     plugin_names: Vec<String>,
     /// Headers plugins asked for on every response sent back on A.
-    a_response_headers: Vec<Header>,
+    a_response_headers: Arc<[Header]>,
     txns: Vec<Txn>,
     next_txn: u32,
     pending_2xx: Vec<Pending2xx>,
@@ -256,7 +256,7 @@ impl Call {
             b: None,
             plugins: None,
             plugin_names: Vec::new(),
-            a_response_headers: Vec::new(),
+            a_response_headers: Arc::new([]),
             txns: Vec::new(),
             next_txn: 1,
             pending_2xx: Vec::new(),
@@ -388,7 +388,7 @@ impl Call {
         self.after_hooks(Instant::now()).await;
     }
 
-    async fn forward(&mut self, now: Instant, f: Forward) {
+    async fn forward(&mut self, now: Instant, mut f: Forward) {
         let settings = &self.shared.settings;
         let Some(target) = f.target.clone().or_else(|| settings.default_route.clone()) else {
             return self.reject_a(
@@ -400,7 +400,7 @@ impl Call {
                 Initiator::Gateway,
             );
         };
-        self.a_response_headers = f.response_headers.clone();
+        self.a_response_headers = std::mem::take(&mut f.response_headers).into();
         if let Some(p) = self.plugins.as_mut()
             && p.wants(Hook::Recording)
             && let Some(rec) = p.recording_policy().await
@@ -449,13 +449,7 @@ impl Call {
             extra.push(("Supported".into(), "timer".into()));
         }
         headers::add(&mut extra, &f.invite_headers);
-        apply_edits(
-            &mut extra,
-            &HeaderEdits {
-                add: Vec::new(),
-                remove: f.remove_headers.clone(),
-            },
-        );
+        headers::remove(&mut extra, &f.remove_headers);
         let body = invite.body();
         let ct = invite
             .content_type()
@@ -839,8 +833,9 @@ impl Call {
             }
         }
         let other = other_leg(leg);
-        let sent_by = self.shared.settings.sent_by.clone();
-        let contact = self.shared.settings.contact.clone();
+        // The settings outlive this borrow of the call: an Arc clone, not two String copies.
+        let shared = self.shared.clone();
+        let (sent_by, contact) = (&shared.settings.sent_by, &shared.settings.contact);
         let (to_dialog, dest, transport) = match other {
             Leg::A => (self.a.dialog.as_mut(), self.a.source, self.a.transport),
             Leg::B => match self.b.as_mut() {
@@ -859,8 +854,8 @@ impl Call {
             .to_string();
         let builder = to_dialog
             .request(method.clone())
-            .via(transport.via_token(), &sent_by)
-            .contact(&contact);
+            .via(transport.via_token(), sent_by)
+            .contact(contact);
         let out = match with_content(builder, &extra, &ct, &body).build() {
             Ok(m) => m,
             Err(e) => {
@@ -1092,7 +1087,8 @@ impl Call {
             );
             let mut edits = self.response_edits(Leg::B, "INVITE", &resp).await;
             edits.add.push(Header::new("Reason", reason));
-            let mut pairs = to_pairs(&self.a_response_headers);
+            let rh = self.a_response_headers.clone();
+            let mut pairs = to_pairs(&rh);
             apply_edits(&mut pairs, &edits);
             self.send_a(now, mapped, Some(text.to_string()), pairs, None);
         } else {
@@ -1126,7 +1122,8 @@ impl Call {
             "{why}"
         );
         let reason = Header::new("Reason", format!("SIP;cause={cause};text=\"{why}\""));
-        let mut pairs = to_pairs(&self.a_response_headers);
+        let rh = self.a_response_headers.clone();
+        let mut pairs = to_pairs(&rh);
         pairs.push((reason.name.into(), reason.value.into()));
         self.send_a(now, 480, None, pairs, None);
         let outcome = if cause == 408 {
@@ -1157,7 +1154,8 @@ impl Call {
                 pairs.push(("Contact".into(), c.into()));
             }
         }
-        headers::add(&mut pairs, &self.a_response_headers);
+        let rh = self.a_response_headers.clone();
+        headers::add(&mut pairs, &rh);
         let edits = self.response_edits(Leg::B, "INVITE", resp).await;
         apply_edits(&mut pairs, &edits);
         let body = resp.body();
@@ -1192,7 +1190,8 @@ impl Call {
         if method == Method::Invite && (200..300).contains(&status) {
             // Our side of a re-INVITE: ACK the 2xx at once (ACKs are hop by hop for re-INVITEs).
             let cseq = resp.cseq();
-            let sent_by = self.shared.settings.sent_by.clone();
+            let shared = self.shared.clone();
+            let sent_by = &shared.settings.sent_by;
             let dest = match leg {
                 Leg::A => self.a.dialog.as_ref().map(|d| dest_of(d, self.a.source)),
                 Leg::B => self
@@ -1210,7 +1209,7 @@ impl Call {
                 Leg::B => self.b.as_ref().and_then(|b| b.dialog.as_ref()),
             };
             if let (Some(d), Some(dest)) = (d, dest)
-                && let Ok(ack) = d.ack(cseq).via(kind.via_token(), &sent_by).build_bytes()
+                && let Ok(ack) = d.ack(cseq).via(kind.via_token(), sent_by).build_bytes()
             {
                 self.shared.net().send(kind, dest, ack);
             }
@@ -1218,12 +1217,10 @@ impl Call {
         if status == 100 {
             return;
         }
+        let shared = self.shared.clone();
         let mut pairs = end_to_end(&resp);
         if matches!(method, Method::Invite | Method::Update) && status < 300 {
-            pairs.push((
-                "Contact".into(),
-                self.shared.settings.contact.clone().into(),
-            ));
+            pairs.push(("Contact".into(), shared.settings.contact.as_str().into()));
         }
         let edits = self.response_edits(leg, method.as_str(), &resp).await;
         apply_edits(&mut pairs, &edits);
@@ -1317,26 +1314,21 @@ impl Call {
         now: Instant,
         status: u16,
         reason: Option<String>,
-        mut pairs: Pairs<'_>,
+        pairs: Pairs<'_>,
         body: Option<(String, Bytes)>,
     ) {
         if self.a.final_sent {
             return;
         }
+        let reason = reason.map_or(Cow::Borrowed(reason_phrase(status)), Cow::Owned);
+        let mut refs: Vec<(&str, &str)> = Vec::with_capacity(pairs.len() + 2);
+        refs.extend(pairs.iter().map(|(n, v)| (n.as_ref(), v.as_ref())));
         if status > 100 && status < 300 {
             for rr in self.a.invite.header_values("Record-Route") {
-                pairs.push(("Record-Route".into(), rr.to_string().into()));
+                refs.push(("Record-Route", rr));
             }
-            pairs.push((
-                "Contact".into(),
-                self.shared.settings.contact.clone().into(),
-            ));
+            refs.push(("Contact", &self.shared.settings.contact));
         }
-        let reason = reason.unwrap_or_else(|| reason_phrase(status).to_string());
-        let refs: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(n, v)| (n.as_ref(), v.as_ref()))
-            .collect();
         let tag = (status > 100).then_some(self.a.tag.as_str());
         let resp: OutgoingResponse = match build_response(
             &self.a.invite,
@@ -1401,7 +1393,8 @@ impl Call {
         why: &str,
         by: Initiator,
     ) {
-        let mut pairs = to_pairs(&self.a_response_headers);
+        let rh = self.a_response_headers.clone();
+        let mut pairs = to_pairs(&rh);
         pairs.extend(to_pairs(hs));
         self.send_a(now, status, reason, pairs, None);
         let outcome = if by == Initiator::Plugin || status < 500 {
@@ -1500,10 +1493,11 @@ impl Call {
 
     /// ACKs B's 2xx ourselves (when the caller will never ACK it).
     fn ack_b_locally(&mut self, _now: Instant) {
-        let sent_by = self.shared.settings.sent_by.clone();
+        let shared = self.shared.clone();
+        let sent_by = &shared.settings.sent_by;
         let Some(b) = self.b.as_mut() else { return };
         let Some(d) = &b.dialog else { return };
-        if let Ok(bytes) = d.ack(b.invite.cseq()).via("UDP", &sent_by).build_bytes() {
+        if let Ok(bytes) = d.ack(b.invite.cseq()).via("UDP", sent_by).build_bytes() {
             self.shared
                 .net()
                 .send(TransportKind::Udp, b.dest, bytes.clone());
@@ -1512,8 +1506,9 @@ impl Call {
     }
 
     fn bye_b(&mut self, now: Instant) {
-        let sent_by = self.shared.settings.sent_by.clone();
-        let contact = self.shared.settings.contact.clone();
+        // The settings outlive this borrow of the call: an Arc clone, not two String copies.
+        let shared = self.shared.clone();
+        let (sent_by, contact) = (&shared.settings.sent_by, &shared.settings.contact);
         let timers = self.shared.settings.sip_timers;
         let Some(b) = self.b.as_ref() else { return };
         if b.bye_sent {
@@ -1532,8 +1527,8 @@ impl Call {
         let dest = dest_of(d, b.dest);
         let Ok(bye) = d
             .request(Method::Bye)
-            .via("UDP", &sent_by)
-            .contact(&contact)
+            .via("UDP", sent_by)
+            .contact(contact)
             .build()
         else {
             return;
@@ -1552,8 +1547,9 @@ impl Call {
             return;
         }
         self.a_bye_sent = true;
-        let sent_by = self.shared.settings.sent_by.clone();
-        let contact = self.shared.settings.contact.clone();
+        // The settings outlive this borrow of the call: an Arc clone, not two String copies.
+        let shared = self.shared.clone();
+        let (sent_by, contact) = (&shared.settings.sent_by, &shared.settings.contact);
         let kind = self.a.transport;
         self.pending_2xx.retain(|p| p.leg != Leg::A);
         self.timers.no_ack = None;
@@ -1563,8 +1559,8 @@ impl Call {
         let dest = dest_of(d, self.a.source);
         let Ok(bye) = d
             .request(Method::Bye)
-            .via(kind.via_token(), &sent_by)
-            .contact(&contact)
+            .via(kind.via_token(), sent_by)
+            .contact(contact)
             .build()
         else {
             return;
@@ -1681,7 +1677,9 @@ impl Call {
             if p.wants(Hook::CallEnd) {
                 p.on_call_end(&summary).await;
             }
-            state = p.state().to_vec();
+            if self.shared.cdr.is_some() {
+                state = p.into_state();
+            }
         }
         if let Some(cdr) = &self.shared.cdr {
             cdr.write(&CallRecord {
@@ -1859,7 +1857,7 @@ fn with_content<'a>(
     builder
 }
 
-fn to_pairs(hs: &[Header]) -> Pairs<'static> {
+fn to_pairs(hs: &[Header]) -> Pairs<'_> {
     let mut pairs = Vec::with_capacity(hs.len());
     headers::add(&mut pairs, hs);
     pairs

@@ -46,18 +46,23 @@ pub(crate) fn end_to_end(msg: &SipMessage) -> Pairs<'_> {
 }
 
 /// Applies plugin edits: removes every header named in `edits.remove`, then appends `edits.add`.
-pub(crate) fn apply_edits(headers: &mut Pairs<'_>, edits: &HeaderEdits) {
-    if !edits.remove.is_empty() {
-        headers.retain(|(n, _)| !edits.remove.iter().any(|r| r.eq_ignore_ascii_case(n)));
-    }
+pub(crate) fn apply_edits<'a>(headers: &mut Pairs<'a>, edits: &'a HeaderEdits) {
+    remove(headers, &edits.remove);
     add(headers, &edits.add);
 }
 
-/// Appends plugin headers.
-pub(crate) fn add(headers: &mut Pairs<'_>, add: &[Header]) {
+/// Removes every header named in `names` (case-insensitive).
+pub(crate) fn remove(headers: &mut Pairs<'_>, names: &[String]) {
+    if !names.is_empty() {
+        headers.retain(|(n, _)| !names.iter().any(|r| r.eq_ignore_ascii_case(n)));
+    }
+}
+
+/// Appends plugin headers, borrowed: they are written once, into the message being built.
+pub(crate) fn add<'a>(headers: &mut Pairs<'a>, add: &'a [Header]) {
     headers.extend(
         add.iter()
-            .map(|h| (h.name.clone().into(), h.value.clone().into())),
+            .map(|h| (h.name.as_str().into(), h.value.as_str().into())),
     );
 }
 

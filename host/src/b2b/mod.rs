@@ -193,7 +193,14 @@ impl Shared {
         if let Ok(mut reg) = self.calls.lock() {
             reg.expire(now);
             for id in &call_ids {
-                reg.routes.insert(id.clone(), Route::Ended(echoes.clone()));
+                let ended = Route::Ended(echoes.clone());
+                // The call registered its ids when it began: replace in place, no new key.
+                match reg.routes.get_mut(id.as_str()) {
+                    Some(r) => *r = ended,
+                    None => {
+                        reg.routes.insert(id.clone(), ended);
+                    }
+                }
             }
             reg.ended
                 .push_back((now + LINGER, echoes.clone(), call_ids));

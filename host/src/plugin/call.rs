@@ -241,9 +241,14 @@ impl CallPlugins {
         self.abort.take()
     }
 
-    /// The chain's shared per-call state, for the call detail record.
+    /// The chain's shared per-call state.
     pub fn state(&self) -> &[(String, String)] {
         &self.scope.state
+    }
+
+    /// The chain's shared per-call state, taken at the call's end for its detail record.
+    pub fn into_state(self) -> Vec<(String, String)> {
+        self.scope.state
     }
 
     /// Runs the chain's `on-invite`: the first reject or redirect wins, forwards merge in order. A
