@@ -1920,10 +1920,15 @@ fn view_headers(msg: &SipMessage) -> Vec<Header> {
 
 /// The headers a plugin sees, borrowed: all but the routing ones, which are the gateway's.
 fn header_views(msg: &SipMessage) -> Vec<HeaderView<'_>> {
-    msg.header_lines()
-        .filter(|h| !h.is_routing())
-        .map(|h| HeaderView::new(callgate_sip::message::canonical_name(h.name), h.value))
-        .collect()
+    let lines = msg.header_lines();
+    // Sized for every line up front: collecting through the filter grew the vector 3-4 times.
+    let mut views = Vec::with_capacity(lines.size_hint().0);
+    views.extend(
+        lines
+            .filter(|h| !h.is_routing())
+            .map(|h| HeaderView::new(callgate_sip::message::canonical_name(h.name), h.value)),
+    );
+    views
 }
 
 fn request_view(msg: &SipMessage) -> RequestView<'_> {

@@ -977,7 +977,9 @@ pub(crate) fn parse(input: Bytes) -> Result<SipMessage, ParseError> {
         defer(ParseErrorKind::BadVersion);
     }
 
-    let mut headers = Vec::with_capacity(16);
+    // One span per line the scan counted (the start line's LF is among them): no regrowth for a
+    // long INVITE, no unused slots kept alive with a short message.
+    let mut headers = Vec::with_capacity(scan.n_lfs.clamp(1, MAX_HEADER_LINES + 1));
     let mut via = None;
     let mut call_id: Option<Range<usize>> = None;
     let mut cseq = None;
