@@ -311,8 +311,8 @@ impl CallPlugins {
             {
                 let c = validate::check_edits(e);
                 self.note_dropped(i, &c.dropped);
-                edits.add.extend(c.value.add);
-                edits.remove.extend(c.value.remove);
+                append(&mut edits.add, c.value.add);
+                append(&mut edits.remove, c.value.remove);
             }
         }
         edits
@@ -501,8 +501,18 @@ fn merge_forward(into: &mut Forward, f: Forward) {
     if f.media.is_some() {
         into.media = f.media;
     }
-    into.invite_headers.extend(f.invite_headers);
-    into.pass_through.extend(f.pass_through);
-    into.remove_headers.extend(f.remove_headers);
-    into.response_headers.extend(f.response_headers);
+    append(&mut into.invite_headers, f.invite_headers);
+    append(&mut into.pass_through, f.pass_through);
+    append(&mut into.remove_headers, f.remove_headers);
+    append(&mut into.response_headers, f.response_headers);
+}
+
+/// Appends a later plugin's list to the chain's. The first list is taken as it is: with one plugin
+/// (the usual chain) that is every list, and extending an empty one was an allocation and a copy.
+fn append<T>(into: &mut Vec<T>, items: Vec<T>) {
+    if into.is_empty() {
+        *into = items;
+    } else {
+        into.extend(items);
+    }
 }
