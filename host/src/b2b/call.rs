@@ -60,6 +60,10 @@ pub(crate) async fn run(
             call.flush(Instant::now()).await;
         })
         .await;
+        // One timer for the call's life, moved when its next deadline moves: a new `Sleep` per
+        // event was a timer-wheel insertion and removal each time.
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(sleep);
         loop {
             let now = Instant::now();
             if call.finished(now) {
@@ -71,6 +75,11 @@ pub(crate) async fn run(
                 break;
             }
             let deadline = call.next_deadline();
+            if let Some(d) = deadline.map(tokio::time::Instant::from_std)
+                && sleep.deadline() != d
+            {
+                sleep.as_mut().reset(d);
+            }
             // One box per event, holding the handler and the flush after it: a box is a copy of the
             // future's full size (flush's is 5.5 KiB) into a fresh allocation.
             tokio::select! {
@@ -82,7 +91,7 @@ pub(crate) async fn run(
                     .await,
                     None => break,
                 },
-                _ = sleep_until(deadline) => Box::pin(async {
+                () = &mut sleep, if deadline.is_some() => Box::pin(async {
                     call.on_timeout(Instant::now()).await;
                     call.flush(Instant::now()).await;
                 })
@@ -92,13 +101,6 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Which transaction an event came from.
