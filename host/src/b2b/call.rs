@@ -51,7 +51,7 @@ pub(crate) async fn run(
             shared.unregister(&[&a_call_id]);
             return;
         };
-        // The handlers' futures are boxed while they run: inline, the largest (flush, 5.5 KiB)
+        // The handlers' futures are boxed while they run: inline, the largest (flush, ~3 KiB)
         // would stay part of every call's task for its whole life, lingering included, where the
         // call itself is 4 KiB.
         Box::pin(async {
@@ -81,7 +81,7 @@ pub(crate) async fn run(
                 sleep.as_mut().reset(d);
             }
             // One box per event, holding the handler and the flush after it: a box is a copy of the
-            // future's full size (flush's is 5.5 KiB) into a fresh allocation.
+            // future's full size (~3 KiB with flush) into a fresh allocation.
             tokio::select! {
                 m = rx.recv() => match m {
                     Some(inb) => Box::pin(async {
@@ -1508,7 +1508,6 @@ impl Call {
     }
 
     fn bye_b(&mut self, now: Instant) {
-        // The settings outlive this borrow of the call: an Arc clone, not two String copies.
         let shared = self.shared.clone();
         let (sent_by, contact) = (&shared.settings.sent_by, &shared.settings.contact);
         let timers = self.shared.settings.sip_timers;
@@ -1549,7 +1548,6 @@ impl Call {
             return;
         }
         self.a_bye_sent = true;
-        // The settings outlive this borrow of the call: an Arc clone, not two String copies.
         let shared = self.shared.clone();
         let (sent_by, contact) = (&shared.settings.sent_by, &shared.settings.contact);
         let kind = self.a.transport;
